@@ -1,0 +1,30 @@
+# The two commands in the README: `make demo` and `make test`. Both set everything up.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench-ingest clean
+
+# torchvision exists on PyPI only as a CUDA build; the CPU-only torch in the local
+# find-links folder does not work with it, so find-links is switched off here.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	PIP_FIND_LINKS= $(PY) -m pip install -q --upgrade pip
+	PIP_FIND_LINKS= $(PY) -m pip install -q -e '.[all,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/diffwatch demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench-ingest: $(STAMP)
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,296 @@
+"""The log collector: files → parsed batches → one transaction each (rows + offsets)."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    wait_exponential,
+)
+
+from collectors.logs.parse import Rejected, parse_line, printable_raw
+from collectors.logs.tail import (
+    MAX_LINE_BYTES,
+    fingerprint,
+    fingerprint_fd,
+    is_compressed,
+    iter_lines,
+)
+from db.queries import ingest
+
+log = logging.getLogger(__name__)
+
+DB_DOWN_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class CollectSummary:
+    """Totals of one collect run (counts of lines, bytes and seconds)."""
+
+    files: int = 0
+    bytes_read: int = 0
+    ingested: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    blank: int = 0
+    elapsed_s: float = 0.0
+    skipped_files: list[str] = field(default_factory=list)
+
+    def add(self, other: CollectSummary) -> None:
+        """Fold another run's totals into this one."""
+        for name in ("files", "bytes_read", "ingested", "duplicates", "rejected", "blank"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped_files.extend(p for p in other.skipped_files if p not in self.skipped_files)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready totals, with the ingest rate (rows/s)."""
+        d = asdict(self)
+        d["rows_per_s"] = round(self.ingested / self.elapsed_s, 1) if self.elapsed_s else None
+        d["elapsed_s"] = round(self.elapsed_s, 3)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    path: str
+    fingerprint: str
+    size: int
+    device: int
+    inode: int
+
+
+def expand(patterns: Sequence[str]) -> list[str]:
+    """Regular files matching any pattern (globs, ``**`` allowed), oldest first."""
+    seen: dict[str, float] = {}
+    for pattern in patterns:
+        for path in glob.glob(os.path.expanduser(pattern), recursive=True):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue  # rotated away between glob and stat
+            if os.path.isfile(path):
+                seen.setdefault(os.path.abspath(path), st.st_mtime)
+    return sorted(seen, key=lambda p: (seen[p], p))
+
+
+class LogCollector:
+    """Tails JSON-lines generation logs into ``generations`` exactly once."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        patterns: Sequence[str],
+        *,
+        batch_rows: int = 5000,
+        name: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.conninfo = conninfo
+        self.patterns = list(patterns)
+        self.batch_rows = batch_rows
+        self.host = socket.gethostname()
+        self.name = name or f"logs@{self.host}"
+        self.clock = clock
+        self.progress = progress
+        self._conn: psycopg.Connection | None = None
+        self._warned: set[str] = set()
+
+    # -- connection ---------------------------------------------------------------
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.conninfo, autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        """Close the database connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- one pass -----------------------------------------------------------------
+    def candidates(self) -> list[_Candidate]:
+        """Files to read now, one per content fingerprint (the largest copy wins)."""
+        by_fp: dict[str, _Candidate] = {}
+        for path in expand(self.patterns):
+            try:
+                if is_compressed(path):
+                    if path not in self._warned:
+                        self._warned.add(path)
+                        log.warning("skipping %s: compressed logs are not read "
+                                    "(rotate with delaycompress)", path)
+                    continue
+                fp = fingerprint(path)
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            if fp is None:
+                continue  # no complete first line yet
+            c = _Candidate(path, fp, st.st_size, st.st_dev, st.st_ino)
+            if fp not in by_fp or c.size > by_fp[fp].size:
+                by_fp[fp] = c
+        return list(by_fp.values())
+
+    def pending_bytes(self) -> int:
+        """Bytes not yet consumed across all matching files (for progress bars)."""
+        cands = self.candidates()
+        offsets = ingest.load_offsets(self._connection(), [c.fingerprint for c in cands])
+        return sum(max(0, c.size - offsets.get(c.fingerprint, (0, 0))[0]) for c in cands)
+
+    def run_once(self) -> CollectSummary:
+        """Read every matching file to its last complete line and commit what was read."""
+        t0 = time.perf_counter()
+        summary = CollectSummary()
+        conn = self._connection()
+        cands = self.candidates()
+        offsets = ingest.load_offsets(conn, [c.fingerprint for c in cands])
+        for cand in cands:
+            start, line_no = offsets.get(cand.fingerprint, (0, 0))
+            if cand.size < start:
+                log.warning(
+                    "%s is shorter (%d bytes) than its stored offset %d: it was truncated "
+                    "and rewritten; reading it again from the start (duplicates are dropped)",
+                    cand.path, cand.size, start,
+                )
+                start, line_no = 0, 0
+            if cand.size == start:
+                continue
+            summary.add(self._read_file(conn, cand, start, line_no))
+        summary.elapsed_s = time.perf_counter() - t0
+        return summary
+
+    def _read_file(
+        self, conn: psycopg.Connection, cand: _Candidate, start: int, line_no: int
+    ) -> CollectSummary:
+        s = CollectSummary(files=1)
+        try:
+            fd = os.open(cand.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return CollectSummary()
+        try:
+            rows: list[tuple[Any, ...]] = []
+            rejections: list[ingest.RejectionRow] = []
+            now = self.clock()
+            pos = start
+
+            def flush() -> bool:
+                nonlocal rows, rejections, now
+                if fingerprint_fd(fd) != cand.fingerprint:
+                    log.warning("%s changed under us (copytruncate?); re-reading next pass",
+                                cand.path)
+                    return False
+                res = ingest.write_batch(
+                    conn, rows, rejections,
+                    [ingest.OffsetUpdate(cand.fingerprint, cand.path, cand.device,
+                                         cand.inode, pos, line_no)],
+                    self.name, self.host,
+                )
+                s.ingested += res.inserted
+                s.duplicates += res.duplicates
+                s.rejected += res.rejected
+                if self.progress:
+                    self.progress(pos - s_start[0])
+                s_start[0] = pos
+                rows, rejections = [], []
+                now = self.clock()
+                return True
+
+            s_start = [start]
+            for line in iter_lines(fd, start):
+                line_no += 1
+                if line.oversize:
+                    reason: str | None = (
+                        f"line is {line.oversize} bytes, over the {MAX_LINE_BYTES} byte limit"
+                    )
+                    parsed: Any = None
+                elif not line.data.strip():
+                    s.blank += 1
+                    reason, parsed = None, None
+                else:
+                    parsed = parse_line(line.data, now)
+                    reason = parsed.reason if isinstance(parsed, Rejected) else None
+                if reason is not None:
+                    text, cut = printable_raw(line.data)
+                    rejections.append(ingest.RejectionRow(
+                        cand.path, cand.fingerprint, line.offset, line_no, text,
+                        line.oversize or len(line.data), cut or bool(line.oversize), reason))
+                    log.info("log line %d of %s: %s", line_no, cand.path, reason)
+                elif parsed is not None:
+                    rows.append((*parsed, cand.path, line.offset))
+                s.bytes_read += line.end - pos
+                pos = line.end
+                if len(rows) + len(rejections) >= self.batch_rows and not flush():
+                    return s
+            if pos != s_start[0] and not flush():
+                return s
+        finally:
+            os.close(fd)
+        return s
+
+    # -- follow -------------------------------------------------------------------
+    def follow(
+        self,
+        stop: threading.Event,
+        poll_s: float = 0.5,
+        on_pass: Callable[[CollectSummary], None] | None = None,
+        max_backoff_s: float = 30.0,
+    ) -> CollectSummary:
+        """Tail until ``stop`` is set, surviving database outages without loss."""
+        total = CollectSummary()
+        t0 = time.perf_counter()
+        state = {"down": False}
+
+        def went_down(rs: RetryCallState) -> None:
+            self.close()
+            if not state["down"]:
+                state["down"] = True
+                exc = rs.outcome.exception() if rs.outcome else None
+                first = str(exc).strip().splitlines()[0] if exc else "unknown error"
+                log.warning("database unavailable (%s); retrying with backoff up to %.0f s. "
+                            "Nothing is lost: reading resumes from the last committed offset.",
+                            first, max_backoff_s)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(DB_DOWN_ERRORS),
+            wait=wait_exponential(multiplier=0.2, max=max_backoff_s),
+            stop=lambda _rs: stop.is_set(),
+            before_sleep=went_down,
+            sleep=stop.wait,
+            reraise=True,
+        )
+        while not stop.is_set():
+            try:
+                summary = retrying(self.run_once)
+            except DB_DOWN_ERRORS:
+                if stop.is_set():
+                    break
+                raise
+            if state["down"]:
+                state["down"] = False
+                log.warning("database reachable again; ingestion resumed")
+            total.add(summary)
+            if on_pass:
+                on_pass(summary)
+            if not summary.bytes_read:
+                stop.wait(poll_s)
+        total.elapsed_s = time.perf_counter() - t0
+        self.close()
+        return total

@@ -1,0 +1,148 @@
+"""Pure parsing: one raw log line (bytes) → a row for ``generations`` or a rejection reason."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from collectors.logs.record import EXPECTED, FIELDS, FLOAT_FIELDS, LogRecord
+
+MAX_FUTURE = timedelta(minutes=5)
+RAW_KEEP_CHARS = 4096  # how much of a rejected line we keep, in characters
+
+_json = msgspec.json.Decoder()
+_MSGSPEC_PATH = re.compile(r"at `\$\.([A-Za-z_][A-Za-z0-9_]*)")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Why a line was refused (the reason reads on its own, without file or line)."""
+
+    reason: str
+
+
+# A parsed row is a tuple in ROW_COLUMNS order: cheap to build and what COPY wants.
+ROW_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "ts",
+    *(f for f in FIELDS if f not in ("request_id", "timestamp")),
+    "extra",
+)
+_KNOWN = frozenset(FIELDS)
+_TAIL_FIELDS = tuple(f for f in FIELDS if f not in ("request_id", "timestamp"))
+
+
+def _show(value: Any) -> str:
+    text = msgspec.json.encode(value).decode() if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def parse_timestamp(value: str | float, now: datetime) -> datetime | Rejected:
+    """Parse an ISO 8601-with-offset string or epoch seconds; refuse naive or future times."""
+    if isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value)
+        except ValueError:
+            return Rejected(f'"timestamp" must be {EXPECTED["timestamp"]}, got {_show(value)}')
+        if ts.tzinfo is None:
+            return Rejected(
+                f'"timestamp" {_show(value)} has no UTC offset; write it like '
+                '"2026-11-21T10:00:00+00:00" or "...Z"'
+            )
+    else:
+        if not math.isfinite(value):
+            return Rejected(f'"timestamp" must be a finite number of epoch seconds, got {value}')
+        try:
+            ts = datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return Rejected(f'"timestamp" {value} is not a usable epoch time in seconds')
+    if ts - now > MAX_FUTURE:
+        hint = " (epoch milliseconds? send seconds)" if isinstance(value, int | float) else ""
+        return Rejected(
+            f'"timestamp" {_show(value)} is more than 5 minutes in the future '
+            f"(now {now.isoformat(timespec='seconds')}){hint}"
+        )
+    return ts
+
+
+def _bad_value(obj: dict[str, Any], err: msgspec.ValidationError) -> Rejected:
+    msg = str(err)
+    if m := _MISSING.search(msg):
+        return Rejected(f'required field "{m.group(1)}" is missing')
+    if m := _MSGSPEC_PATH.search(msg):
+        field = m.group(1)
+        if field in EXPECTED:
+            return Rejected(f'"{field}" must be {EXPECTED[field]}, got {_show(obj.get(field))}')
+        return Rejected(f'"{field}" must be a string or null, got {_show(obj.get(field))}')
+    return Rejected(f"invalid record: {msg}")
+
+
+def _find_bad_value(value: Any, path: str) -> str | None:
+    """Path of the first NUL character or non-finite number inside ``value``, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if "\x00" in k:
+                return path
+            if found := _find_bad_value(v, f"{path}.{k}"):
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if found := _find_bad_value(v, f"{path}[{i}]"):
+                return found
+    return None
+
+
+def parse_line(raw: bytes, now: datetime) -> tuple[Any, ...] | Rejected:
+    """Turn one line (without its newline) into a ``ROW_COLUMNS`` tuple or a ``Rejected``."""
+    if b"\x00" in raw:
+        return Rejected("line contains a NUL byte; log lines must be UTF-8 JSON text")
+    try:
+        obj = _json.decode(raw)
+    except msgspec.DecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as u:
+            return Rejected(f"line is not valid UTF-8 (bad byte at column {u.start + 1})")
+        return Rejected(f"line is not valid JSON: {exc}")
+    if not isinstance(obj, dict):
+        return Rejected(f"line must be a JSON object, got {type(obj).__name__}")
+    try:
+        rec = msgspec.convert(obj, LogRecord)
+    except msgspec.ValidationError as exc:
+        return _bad_value(obj, exc)
+    for f in FLOAT_FIELDS:
+        v = getattr(rec, f)
+        if v is not None and not math.isfinite(v):
+            return Rejected(f'"{f}" must be {EXPECTED[f]}, got {v}')
+    unknown = obj.keys() - _KNOWN
+    extra = {k: obj[k] for k in unknown} if unknown else {}
+    if extra and (where := _find_bad_value(extra, "")):
+        return Rejected(f'unknown key "{where.lstrip(".")}" holds a NUL character or NaN/Inf')
+    # JSON escapes can smuggle NUL into strings; Postgres text cannot hold it.
+    if b"\\u0000" in raw and (where := _find_bad_value(obj, "")):
+        return Rejected(f'"{where.lstrip(".")}" contains a NUL character (\\u0000)')
+    ts = parse_timestamp(rec.timestamp, now)
+    if isinstance(ts, Rejected):
+        return ts
+    return (rec.request_id, ts, *[getattr(rec, f) for f in _TAIL_FIELDS], extra)
+
+
+def printable_raw(raw: bytes, limit: int = RAW_KEEP_CHARS) -> tuple[str, bool]:
+    """A text copy of a rejected line safe for Postgres: bad bytes escaped, NULs shown, cut.
+
+    Returns (text, truncated).
+    """
+    head = raw[: limit * 4]
+    text = head.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+    truncated = len(head) < len(raw) or len(text) > limit
+    return (text[:limit], truncated)

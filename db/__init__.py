@@ -1,0 +1,1 @@
+"""The contract every stage shares: typed models, migrations, engines and all SQL."""

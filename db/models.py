@@ -1,0 +1,175 @@
+"""SQLAlchemy 2.0 typed models. Alembic migrations in ``db/migrations`` must match these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Generation(Base):
+    """One request to the generation service, as logged (the log-record contract)."""
+
+    __tablename__ = "generations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(Text, unique=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    model: Mapped[str] = mapped_column(Text)
+    model_version: Mapped[str] = mapped_column(Text)
+    prompt: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[str | None] = mapped_column(Text)
+    sampler: Mapped[str | None] = mapped_column(Text)
+    steps: Mapped[int | None] = mapped_column(Integer)
+    cfg_scale: Mapped[float | None] = mapped_column(Double)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    batch_size: Mapped[int | None] = mapped_column(Integer)
+    queue_ms: Mapped[float | None] = mapped_column(Double)
+    inference_ms: Mapped[float | None] = mapped_column(Double)
+    total_ms: Mapped[float | None] = mapped_column(Double)
+    gpu_type: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(Text)
+    gpu_index: Mapped[int | None] = mapped_column(Integer)
+    image_uri: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(Text)
+    deployment: Mapped[str | None] = mapped_column(Text)
+    extra: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb")
+    )
+    source: Mapped[str | None] = mapped_column(Text)
+    source_offset: Mapped[int | None] = mapped_column(BigInteger)
+    ingested_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        CheckConstraint("status IN ('ok', 'error')", name="status"),
+        # Dashboard and alert queries are time ranges narrowed by model/version/deployment.
+        Index(None, "ts"),
+        Index(None, "model", "model_version", "ts"),
+        Index(None, "deployment", "ts"),
+    )
+
+
+class GpuSample(Base):
+    """One reading of one GPU (or MIG instance) from NVML or dcgm-exporter."""
+
+    __tablename__ = "gpu_samples"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    host: Mapped[str] = mapped_column(Text)
+    gpu_index: Mapped[int] = mapped_column(Integer)
+    gpu_uuid: Mapped[str | None] = mapped_column(Text)
+    gpu_name: Mapped[str | None] = mapped_column(Text)
+    mig_instance: Mapped[str | None] = mapped_column(Text)
+    util_pct: Mapped[float | None] = mapped_column(Double)
+    mem_used_mib: Mapped[float | None] = mapped_column(Double)
+    mem_total_mib: Mapped[float | None] = mapped_column(Double)
+    power_w: Mapped[float | None] = mapped_column(Double)
+    temp_c: Mapped[float | None] = mapped_column(Double)
+    sm_clock_mhz: Mapped[float | None] = mapped_column(Double)
+    source: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        Index(None, "ts"),
+        Index(None, "host", "gpu_index", "ts"),
+    )
+
+
+class RejectedRecord(Base):
+    """A line a collector refused, kept with where it came from and why."""
+
+    __tablename__ = "rejected_records"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(Text)
+    source_key: Mapped[str] = mapped_column(Text)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+    line_no: Mapped[int | None] = mapped_column(BigInteger)
+    raw: Mapped[str] = mapped_column(Text)
+    raw_bytes: Mapped[int] = mapped_column(BigInteger)
+    raw_truncated: Mapped[bool] = mapped_column(server_default=text("false"))
+    reason: Mapped[str] = mapped_column(Text)
+    rejected_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        # A replayed chunk must not store the same rejection twice.
+        UniqueConstraint("source_key", "source_offset"),
+        Index(None, "rejected_at"),
+    )
+
+
+class LogOffset(Base):
+    """How far a log file has been consumed, keyed by a fingerprint of its first line.
+
+    The fingerprint follows the content, not the name or inode: a file renamed by rotation
+    keeps its offset, and a copytruncated file starts again from zero.
+    """
+
+    __tablename__ = "log_offsets"
+
+    fingerprint: Mapped[str] = mapped_column(Text, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    device: Mapped[int | None] = mapped_column(BigInteger)
+    inode: Mapped[int | None] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    line_no: Mapped[int] = mapped_column(BigInteger)
+    first_seen: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class CollectorStatus(Base):
+    """Running totals and last error per collector instance, for health checks."""
+
+    __tablename__ = "collector_status"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(Text)
+    ingested: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    duplicates: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    rejected: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    failures: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -1,0 +1,1 @@
+"""All SQL, grouped by who uses it."""

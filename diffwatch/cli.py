@@ -1,0 +1,182 @@
+"""The single ``diffwatch`` command. Subcommands import their heavy modules lazily."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from diffwatch.context import Runtime, SchemaOutOfDate, ensure_schema, runtime
+
+app = typer.Typer(
+    help="Monitor text-to-image diffusion models in production: cost, speed, quality, "
+    "safety, drift and human ratings.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Create and migrate the database schema.", no_args_is_help=True)
+collect_app = typer.Typer(help="Ingest generation logs and GPU metrics.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(collect_app, name="collect")
+
+DbUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="DIFFWATCH_DATABASE_URL",
+        help="PostgreSQL URL. Unset: an embedded server under DIFFWATCH_HOME.",
+        show_default=False,
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")]
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print an error for a person and return the Exit to raise."""
+    typer.secho(f"error: {message}", fg="red", err=True)
+    return typer.Exit(code)
+
+
+def _runtime(database_url: str | None, migrate: bool = True) -> Runtime:
+    try:
+        rt = runtime(database_url)
+        if migrate:
+            ensure_schema(rt)
+    except SchemaOutOfDate as exc:
+        raise fail(str(exc)) from None
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    return rt
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+# -- db ------------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    database_url: DbUrl = None,
+) -> None:
+    """Apply migrations (default: up to the newest)."""
+    from db import migrate
+
+    rt = _runtime(database_url, migrate=False)
+    migrate.upgrade(rt.url, revision)
+    typer.echo(f"database at revision {migrate.current_revision(rt.url)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, or 'base' for empty.")],
+    database_url: DbUrl = None,
+) -> None:
+    """Revert migrations down to REVISION (data in dropped tables is lost)."""
+    from db import migrate
+
+    rt = _runtime(database_url, migrate=False)
+    migrate.downgrade(rt.url, revision)
+    typer.echo(f"database at revision {migrate.current_revision(rt.url) or 'base'}")
+
+
+@db_app.command("current")
+def db_current(database_url: DbUrl = None) -> None:
+    """Show the schema revision of the database and of this code."""
+    from db import migrate
+
+    rt = _runtime(database_url, migrate=False)
+    typer.echo(f"database: {migrate.current_revision(rt.url) or 'none'}")
+    typer.echo(f"code:     {migrate.head_revision()}")
+
+
+# -- collect -------------------------------------------------------------------------------
+@collect_app.command("logs")
+def collect_logs(
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Log files or globs (quote them), e.g. '/var/log/gen/*.jsonl*'. Include "
+            "rotated names so lines written just before a rotation are not missed."
+        ),
+    ],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep tailing, picking up new files.")
+    ] = False,
+    as_json: AsJson = False,
+    batch_rows: Annotated[
+        int, typer.Option(min=1, help="Rows per transaction (COPY batch).")
+    ] = 5000,
+    poll: Annotated[float, typer.Option(min=0.05, help="Seconds between polls with --follow.")] = 0.5,
+    name: Annotated[
+        str | None, typer.Option(help="Collector name in collector_status (default logs@HOST).")
+    ] = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Ingest JSON-lines generation logs exactly once; bad lines go to rejected_records."""
+    from collectors.logs.collector import DB_DOWN_ERRORS, LogCollector, expand
+
+    if not follow and not expand(paths):
+        raise fail(f"no file matches {' '.join(paths)}; check the path or quote the glob", 2)
+    rt = _runtime(database_url)
+    collector = LogCollector(rt.conninfo, paths, batch_rows=batch_rows, name=name)
+    try:
+        if follow:
+            summary = collector.follow(_stop_on_signals(), poll_s=poll)
+        else:
+            summary = _collect_with_progress(collector, show=not as_json and sys.stderr.isatty())
+    except DB_DOWN_ERRORS as exc:
+        raise fail(f"database unavailable: {str(exc).strip().splitlines()[0]}") from None
+    finally:
+        collector.close()
+    d = summary.as_dict()
+    if as_json:
+        typer.echo(json.dumps(d))
+    else:
+        typer.echo(
+            f"ingested {d['ingested']} rows, {d['duplicates']} duplicates, {d['rejected']} "
+            f"rejected (see rejected_records), {d['blank']} blank lines, from {d['files']} "
+            f"files in {d['elapsed_s']} s"
+        )
+
+
+def _collect_with_progress(collector: object, show: bool) -> object:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    if not show:
+        return collector.run_once()  # type: ignore[attr-defined]
+    total = collector.pending_bytes()  # type: ignore[attr-defined]
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TransferSpeedColumn(), transient=True,
+    ) as bar:
+        task = bar.add_task("ingesting", total=total)
+        collector.progress = lambda n: bar.advance(task, n)  # type: ignore[attr-defined]
+        return collector.run_once()  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    """Entry point of the ``diffwatch`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
