@@ -173,9 +173,18 @@ def _collect_with_progress(collector: object, show: bool) -> object:
         return collector.run_once()  # type: ignore[attr-defined]
 
 
+def build() -> typer.Typer:
+    """The full command tree, with the commands that live in their own modules."""
+    from diffwatch import cli_demo, cli_gpu
+
+    cli_gpu.register(collect_app)
+    cli_demo.register(app)
+    return app
+
+
 def main() -> None:
     """Entry point of the ``diffwatch`` console script."""
-    app()
+    build()()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""GPU metrics: NVML on the host, or a dcgm-exporter Prometheus endpoint."""
