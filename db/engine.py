@@ -41,6 +41,8 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 def raw_conninfo(url: str) -> str:
     """A libpq conninfo string for psycopg's own ``connect`` (used by COPY paths)."""
-    return make_url(normalise_url(url)).set(drivername="postgresql").render_as_string(
-        hide_password=False
+    return (
+        make_url(normalise_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
     )

@@ -125,7 +125,9 @@ def collect_logs(
     batch_rows: Annotated[
         int, typer.Option(min=1, help="Rows per transaction (COPY batch).")
     ] = 5000,
-    poll: Annotated[float, typer.Option(min=0.05, help="Seconds between polls with --follow.")] = 0.5,
+    poll: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between polls with --follow.")
+    ] = 0.5,
     name: Annotated[
         str | None, typer.Option(help="Collector name in collector_status (default logs@HOST).")
     ] = None,
@@ -165,8 +167,11 @@ def _collect_with_progress(collector: object, show: bool) -> object:
         return collector.run_once()  # type: ignore[attr-defined]
     total = collector.pending_bytes()  # type: ignore[attr-defined]
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-        TransferSpeedColumn(), transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
     ) as bar:
         task = bar.add_task("ingesting", total=total)
         collector.progress = lambda n: bar.advance(task, n)  # type: ignore[attr-defined]

@@ -135,8 +135,10 @@ class LogCollector:
                 if is_compressed(path):
                     if path not in self._warned:
                         self._warned.add(path)
-                        log.warning("skipping %s: compressed logs are not read "
-                                    "(rotate with delaycompress)", path)
+                        log.warning(
+                            "skipping %s: compressed logs are not read (rotate with delaycompress)",
+                            path,
+                        )
                     continue
                 fp = fingerprint(path)
                 st = os.stat(path)
@@ -168,7 +170,9 @@ class LogCollector:
                 log.warning(
                     "%s is shorter (%d bytes) than its stored offset %d: it was truncated "
                     "and rewritten; reading it again from the start (duplicates are dropped)",
-                    cand.path, cand.size, start,
+                    cand.path,
+                    cand.size,
+                    start,
                 )
                 start, line_no = 0, 0
             if cand.size == start:
@@ -194,14 +198,21 @@ class LogCollector:
             def flush() -> bool:
                 nonlocal rows, rejections, now
                 if fingerprint_fd(fd) != cand.fingerprint:
-                    log.warning("%s changed under us (copytruncate?); re-reading next pass",
-                                cand.path)
+                    log.warning(
+                        "%s changed under us (copytruncate?); re-reading next pass", cand.path
+                    )
                     return False
                 res = ingest.write_batch(
-                    conn, rows, rejections,
-                    [ingest.OffsetUpdate(cand.fingerprint, cand.path, cand.device,
-                                         cand.inode, pos, line_no)],
-                    self.name, self.host,
+                    conn,
+                    rows,
+                    rejections,
+                    [
+                        ingest.OffsetUpdate(
+                            cand.fingerprint, cand.path, cand.device, cand.inode, pos, line_no
+                        )
+                    ],
+                    self.name,
+                    self.host,
                 )
                 s.ingested += res.inserted
                 s.duplicates += res.duplicates
@@ -229,9 +240,18 @@ class LogCollector:
                     reason = parsed.reason if isinstance(parsed, Rejected) else None
                 if reason is not None:
                     text, cut = printable_raw(line.data)
-                    rejections.append(ingest.RejectionRow(
-                        cand.path, cand.fingerprint, line.offset, line_no, text,
-                        line.oversize or len(line.data), cut or bool(line.oversize), reason))
+                    rejections.append(
+                        ingest.RejectionRow(
+                            cand.path,
+                            cand.fingerprint,
+                            line.offset,
+                            line_no,
+                            text,
+                            line.oversize or len(line.data),
+                            cut or bool(line.oversize),
+                            reason,
+                        )
+                    )
                     log.info("log line %d of %s: %s", line_no, cand.path, reason)
                 elif parsed is not None:
                     rows.append((*parsed, cand.path, line.offset))
@@ -264,9 +284,12 @@ class LogCollector:
                 state["down"] = True
                 exc = rs.outcome.exception() if rs.outcome else None
                 first = str(exc).strip().splitlines()[0] if exc else "unknown error"
-                log.warning("database unavailable (%s); retrying with backoff up to %.0f s. "
-                            "Nothing is lost: reading resumes from the last committed offset.",
-                            first, max_backoff_s)
+                log.warning(
+                    "database unavailable (%s); retrying with backoff up to %.0f s. "
+                    "Nothing is lost: reading resumes from the last committed offset.",
+                    first,
+                    max_backoff_s,
+                )
 
         retrying = Retrying(
             retry=retry_if_exception_type(DB_DOWN_ERRORS),

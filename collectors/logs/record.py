@@ -49,7 +49,6 @@ class LogRecord(msgspec.Struct, forbid_unknown_fields=False):
 FIELDS: tuple[str, ...] = LogRecord.__struct_fields__
 # Fields without a default are required; msgspec keeps them first, in order.
 REQUIRED: tuple[str, ...] = FIELDS[: len(FIELDS) - len(LogRecord.__struct_defaults__)]
-FLOAT_FIELDS = ("cfg_scale", "queue_ms", "inference_ms", "total_ms")
 
 # What each field must be, in the words an operator reads in a rejection reason.
 EXPECTED: dict[str, str] = {

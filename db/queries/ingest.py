@@ -18,13 +18,33 @@ from collectors.logs.parse import ROW_COLUMNS
 STAGE = "_stage_generations"
 # Column types for binary COPY, in ROW_COLUMNS order.
 _PG_TYPES = {
-    "request_id": "text", "ts": "timestamptz", "model": "text", "model_version": "text",
-    "prompt": "text", "status": "text", "negative_prompt": "text", "sampler": "text",
-    "steps": "int4", "cfg_scale": "float8", "seed": "int8", "width": "int4", "height": "int4",
-    "batch_size": "int4", "queue_ms": "float8", "inference_ms": "float8", "total_ms": "float8",
-    "gpu_type": "text", "host": "text", "gpu_index": "int4", "image_uri": "text",
-    "error": "text", "user_id": "text", "deployment": "text", "extra": "jsonb",
-    "source": "text", "source_offset": "int8",
+    "request_id": "text",
+    "ts": "timestamptz",
+    "model": "text",
+    "model_version": "text",
+    "prompt": "text",
+    "status": "text",
+    "negative_prompt": "text",
+    "sampler": "text",
+    "steps": "int4",
+    "cfg_scale": "float8",
+    "seed": "int8",
+    "width": "int4",
+    "height": "int4",
+    "batch_size": "int4",
+    "queue_ms": "float8",
+    "inference_ms": "float8",
+    "total_ms": "float8",
+    "gpu_type": "text",
+    "host": "text",
+    "gpu_index": "int4",
+    "image_uri": "text",
+    "error": "text",
+    "user_id": "text",
+    "deployment": "text",
+    "extra": "jsonb",
+    "source": "text",
+    "source_offset": "int8",
 }
 COPY_COLUMNS: tuple[str, ...] = (*ROW_COLUMNS, "source", "source_offset")
 COPY_TYPES = [_PG_TYPES[c] for c in COPY_COLUMNS]
@@ -74,10 +94,12 @@ def ensure_stage(conn: psycopg.Connection) -> None:
     )
 
 
-def load_offsets(conn: psycopg.Connection, fingerprints: Sequence[str]) -> dict[str, tuple[int, int]]:
+def load_offsets(
+    conn: psycopg.Connection, fingerprints: Sequence[str]
+) -> dict[str, tuple[int, int]]:
     """Stored (offset bytes, line number) for each known fingerprint."""
     rows = conn.execute(
-        "SELECT fingerprint, \"offset\", line_no FROM log_offsets WHERE fingerprint = ANY(%s)",
+        'SELECT fingerprint, "offset", line_no FROM log_offsets WHERE fingerprint = ANY(%s)',
         (list(fingerprints),),
     ).fetchall()
     return {fp: (off, ln) for fp, off, ln in rows}
@@ -116,27 +138,38 @@ def write_batch(
                     " (%s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (source_key, source_offset) DO NOTHING",
                     [
-                        (r.source, r.source_key, r.source_offset, r.line_no, r.raw,
-                         r.raw_bytes, r.raw_truncated, r.reason)
+                        (
+                            r.source,
+                            r.source_key,
+                            r.source_offset,
+                            r.line_no,
+                            r.raw,
+                            r.raw_bytes,
+                            r.raw_truncated,
+                            r.reason,
+                        )
                         for r in rejections
                     ],
                 )
                 rejected = len(rejections)
             if offsets:
                 cur.executemany(
-                    "INSERT INTO log_offsets (fingerprint, path, device, inode, \"offset\", line_no)"
+                    'INSERT INTO log_offsets (fingerprint, path, device, inode, "offset", line_no)'
                     " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (fingerprint) DO UPDATE SET"
                     " path = EXCLUDED.path, device = EXCLUDED.device, inode = EXCLUDED.inode,"
                     # Two collectors on one file must never move an offset backwards.
-                    " \"offset\" = GREATEST(log_offsets.\"offset\", EXCLUDED.\"offset\"),"
+                    ' "offset" = GREATEST(log_offsets."offset", EXCLUDED."offset"),'
                     " line_no = GREATEST(log_offsets.line_no, EXCLUDED.line_no),"
                     " updated_at = now()",
-                    [(o.fingerprint, o.path, o.device, o.inode, o.offset, o.line_no)
-                     for o in offsets],
+                    [
+                        (o.fingerprint, o.path, o.device, o.inode, o.offset, o.line_no)
+                        for o in offsets
+                    ],
                 )
             result = BatchResult(inserted, staged - inserted, rejected)
-            bump_status(cur, collector, "logs", host, result.inserted, result.duplicates,
-                        result.rejected)
+            bump_status(
+                cur, collector, "logs", host, result.inserted, result.duplicates, result.rejected
+            )
     return result
 
 
