@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import threading
@@ -78,6 +79,7 @@ def test_follow_survives_two_postgres_restarts_without_loss(tmp_path, cluster) -
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["ingested"] == total
     with psycopg.connect(cluster.url) as conn:
         ids = {r[0] for r in conn.execute("SELECT request_id FROM generations")}
         dups = conn.execute("SELECT sum(duplicates) FROM collector_status").fetchone()[0]
