@@ -21,14 +21,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from collectors.logs.parse import Rejected, parse_line, printable_raw
-from collectors.logs.tail import (
-    MAX_LINE_BYTES,
-    fingerprint,
-    fingerprint_fd,
-    is_compressed,
-    iter_lines,
-)
+from collectors.logs.batching import Source, batches
+from collectors.logs.tail import fingerprint, fingerprint_fd, is_compressed, iter_lines
 from db.queries import ingest
 
 log = logging.getLogger(__name__)
@@ -68,15 +62,6 @@ class CollectSummary:
         return d
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    path: str
-    fingerprint: str
-    size: int
-    device: int
-    inode: int
-
-
 def expand(patterns: Sequence[str]) -> list[str]:
     """Regular files matching any pattern (globs, ``**`` allowed), oldest first."""
     seen: dict[str, float] = {}
@@ -113,11 +98,13 @@ class LogCollector:
         self.progress = progress
         self._conn: psycopg.Connection | None = None
         self._warned: set[str] = set()
+        self._direct_after = 0  # batches to go before trying direct COPY again
 
     # -- connection ---------------------------------------------------------------
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.conninfo, autocommit=True)
+            ingest.prepare_connection(self._conn)
         return self._conn
 
     def close(self) -> None:
@@ -127,9 +114,9 @@ class LogCollector:
             self._conn = None
 
     # -- one pass -----------------------------------------------------------------
-    def candidates(self) -> list[_Candidate]:
+    def candidates(self) -> list[Source]:
         """Files to read now, one per content fingerprint (the largest copy wins)."""
-        by_fp: dict[str, _Candidate] = {}
+        by_fp: dict[str, Source] = {}
         for path in expand(self.patterns):
             try:
                 if is_compressed(path):
@@ -146,7 +133,7 @@ class LogCollector:
                 continue
             if fp is None:
                 continue  # no complete first line yet
-            c = _Candidate(path, fp, st.st_size, st.st_dev, st.st_ino)
+            c = Source(path, fp, st.st_size, st.st_dev, st.st_ino)
             if fp not in by_fp or c.size > by_fp[fp].size:
                 by_fp[fp] = c
         return list(by_fp.values())
@@ -178,89 +165,50 @@ class LogCollector:
             if cand.size == start:
                 continue
             summary.add(self._read_file(conn, cand, start, line_no))
+        if summary.bytes_read:
+            ingest.sync_point(conn, self.name, "logs", self.host)
         summary.elapsed_s = time.perf_counter() - t0
         return summary
 
     def _read_file(
-        self, conn: psycopg.Connection, cand: _Candidate, start: int, line_no: int
+        self, conn: psycopg.Connection, src: Source, start: int, line_no: int
     ) -> CollectSummary:
         s = CollectSummary(files=1)
         try:
-            fd = os.open(cand.path, os.O_RDONLY)
+            fd = os.open(src.path, os.O_RDONLY)
         except FileNotFoundError:
             return CollectSummary()
-        try:
-            rows: list[tuple[Any, ...]] = []
-            rejections: list[ingest.RejectionRow] = []
-            now = self.clock()
-            pos = start
 
-            def flush() -> bool:
-                nonlocal rows, rejections, now
-                if fingerprint_fd(fd) != cand.fingerprint:
-                    log.warning(
-                        "%s changed under us (copytruncate?); re-reading next pass", cand.path
-                    )
-                    return False
+        def unchanged() -> None:
+            if fingerprint_fd(fd) != src.fingerprint:
+                log.warning(
+                    "%s changed while being read (copytruncate?); reading it again next pass",
+                    src.path,
+                )
+                raise ingest.Abandon
+
+        try:
+            lines = iter_lines(fd, start)
+            for batch in batches(lines, src, start, line_no, self.batch_rows, self.clock):
                 res = ingest.write_batch(
                     conn,
-                    rows,
-                    rejections,
-                    [
-                        ingest.OffsetUpdate(
-                            cand.fingerprint, cand.path, cand.device, cand.inode, pos, line_no
-                        )
-                    ],
+                    batch,
                     self.name,
                     self.host,
+                    direct=self._direct_after <= 0,
+                    check=unchanged,
                 )
+                if res is None:
+                    break
+                # After a duplicate expect more (a replayed file): skip doomed direct COPYs.
+                self._direct_after = 20 if res.conflicted else self._direct_after - 1
                 s.ingested += res.inserted
                 s.duplicates += res.duplicates
                 s.rejected += res.rejected
+                s.blank += batch.blank
+                s.bytes_read += batch.nbytes
                 if self.progress:
-                    self.progress(pos - s_start[0])
-                s_start[0] = pos
-                rows, rejections = [], []
-                now = self.clock()
-                return True
-
-            s_start = [start]
-            for line in iter_lines(fd, start):
-                line_no += 1
-                if line.oversize:
-                    reason: str | None = (
-                        f"line is {line.oversize} bytes, over the {MAX_LINE_BYTES} byte limit"
-                    )
-                    parsed: Any = None
-                elif not line.data.strip():
-                    s.blank += 1
-                    reason, parsed = None, None
-                else:
-                    parsed = parse_line(line.data, now)
-                    reason = parsed.reason if isinstance(parsed, Rejected) else None
-                if reason is not None:
-                    text, cut = printable_raw(line.data)
-                    rejections.append(
-                        ingest.RejectionRow(
-                            cand.path,
-                            cand.fingerprint,
-                            line.offset,
-                            line_no,
-                            text,
-                            line.oversize or len(line.data),
-                            cut or bool(line.oversize),
-                            reason,
-                        )
-                    )
-                    log.info("log line %d of %s: %s", line_no, cand.path, reason)
-                elif parsed is not None:
-                    rows.append((*parsed, cand.path, line.offset))
-                s.bytes_read += line.end - pos
-                pos = line.end
-                if len(rows) + len(rejections) >= self.batch_rows and not flush():
-                    return s
-            if pos != s_start[0] and not flush():
-                return s
+                    self.progress(batch.nbytes)
         finally:
             os.close(fd)
         return s

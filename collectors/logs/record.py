@@ -5,6 +5,7 @@ msgspec checks types and ranges in C, which keeps ingest close to raw COPY speed
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -21,7 +22,8 @@ class LogRecord(msgspec.Struct, forbid_unknown_fields=False):
     """One line of the generation service's JSON-lines log."""
 
     request_id: Annotated[str, Meta(min_length=1, max_length=512)]
-    timestamp: str | float
+    # msgspec parses RFC 3339 in C; other ISO 8601 spellings take a slower path in parse.py.
+    timestamp: Annotated[datetime, Meta(tz=True)] | float
     model: NonEmpty
     model_version: NonEmpty
     prompt: str
@@ -44,6 +46,10 @@ class LogRecord(msgspec.Struct, forbid_unknown_fields=False):
     error: str | None = None
     user_id: str | None = None
     deployment: str | None = None
+
+
+class StrictLogRecord(LogRecord, forbid_unknown_fields=True):
+    """The same record with no unknown keys: lets the parser's fast path decode in one go."""
 
 
 FIELDS: tuple[str, ...] = LogRecord.__struct_fields__

@@ -5,22 +5,19 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: longer lines are rejected without being held in memory
 FINGERPRINT_BYTES = 4096
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 18
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One complete line: its start offset (bytes), its content without the newline."""
-
-    offset: int
-    end: int  # offset just past the newline
-    data: bytes
-    oversize: int = 0  # >0: the line was longer than MAX_LINE_BYTES; data holds its head
+# (start offset, end offset just past the newline, content without the newline, oversize)
+# A plain tuple: one is made per log line, and tuples are the cheapest thing to make.
+# ``oversize`` > 0 means the line was that many bytes, over MAX_LINE_BYTES; then the
+# content holds only the line's first 8 KiB.
+Line = tuple[int, int, bytes, int]
+_HEAD = 8192
 
 
 def fingerprint(path: str) -> str | None:
@@ -53,42 +50,43 @@ def is_compressed(path: str) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def iter_lines(fd: int, start: int, stop: int | None = None) -> Iterator[Line]:
-    """Yield complete lines from ``start``; a final line with no newline is not yielded.
+def iter_lines(fd: int, start: int) -> Iterator[Line]:
+    """Yield complete lines from byte ``start``; a last line with no newline waits.
 
-    Memory stays under CHUNK_BYTES + MAX_LINE_BYTES whatever the line lengths.
+    Memory stays within a few times CHUNK_BYTES + MAX_LINE_BYTES whatever the lines' length.
     """
     pos = start  # file offset of buf[0]
     buf = b""
-    skipping: Line | None = None  # an oversize line whose end we are still looking for
+    skip_at = -1  # start of an oversize line whose newline has not been seen yet
+    skip_head = b""
     while True:
-        want = CHUNK_BYTES if stop is None else min(CHUNK_BYTES, stop - pos - len(buf))
-        if want <= 0:
-            return
-        chunk = os.pread(fd, want, pos + len(buf))
+        chunk = os.pread(fd, CHUNK_BYTES, pos + len(buf))
         if not chunk:
             return
-        buf += chunk
-        cut = 0
-        while True:
-            nl = buf.find(b"\n", cut)
+        if skip_at >= 0:
+            nl = chunk.find(b"\n")
             if nl < 0:
-                break
-            if skipping is not None:
-                yield Line(skipping.offset, pos + nl + 1, skipping.data, pos + nl - skipping.offset)
-                skipping = None
-            elif nl - cut > MAX_LINE_BYTES:
-                yield Line(pos + cut, pos + nl + 1, buf[cut : cut + 8192], nl - cut)
-            else:
-                yield Line(pos + cut, pos + nl + 1, buf[cut:nl])
-            cut = nl + 1
-        rest = len(buf) - cut
-        if skipping is None and rest > MAX_LINE_BYTES:
-            skipping = Line(pos + cut, -1, buf[cut : cut + 8192])
-        if skipping is not None:
-            # Drop what we hold of the oversize line; keep only its head (in ``skipping``).
-            pos += len(buf)
-            buf = b""
+                pos += len(chunk)  # still inside the oversize line: hold none of it
+                continue
+            end = pos + nl + 1
+            yield (skip_at, end, skip_head, end - 1 - skip_at)
+            skip_at, skip_head = -1, b""
+            pos, buf = end, chunk[nl + 1 :]
         else:
-            pos += cut
-            buf = buf[cut:]
+            buf += chunk
+        parts = buf.split(b"\n")
+        rest = parts.pop()
+        off = pos
+        for part in parts:
+            n = len(part)
+            if n > MAX_LINE_BYTES:
+                yield (off, off + n + 1, part[:_HEAD], n)
+            else:
+                yield (off, off + n + 1, part, 0)
+            off += n + 1
+        pos = off
+        if len(rest) > MAX_LINE_BYTES:
+            skip_at, skip_head = pos, rest[:_HEAD]
+            pos, buf = pos + len(rest), b""
+        else:
+            buf = rest

@@ -6,12 +6,14 @@ which is what makes ingestion exactly-once across crashes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import msgspec
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.copy import QueuedLibpqWriter
+from psycopg.types.json import set_json_dumps
 
 from collectors.logs.parse import ROW_COLUMNS
 
@@ -84,13 +86,22 @@ class BatchResult:
     inserted: int
     duplicates: int
     rejected: int
+    conflicted: bool = False  # a duplicate forced the slower staging path
 
 
-def ensure_stage(conn: psycopg.Connection) -> None:
-    """Create this session's staging table (temporary, emptied at every commit)."""
+def prepare_connection(conn: psycopg.Connection) -> None:
+    """Set up a collector connection: fast JSON dumps and this session's staging table.
+
+    The staging table is temporary (no WAL, no indexes) and emptied at every commit.
+    """
+    set_json_dumps(msgspec.json.encode, conn)
+    # Batches commit without waiting for the WAL flush. A batch lost to a server crash
+    # loses its offset with it (same transaction), so it is simply read again; and each
+    # pass ends with a synchronous commit (``sync_point``) that makes all of it durable.
+    conn.execute("SET synchronous_commit = off")
     conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} "
-        f"(LIKE generations INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        "(LIKE generations INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
 
 
@@ -105,37 +116,81 @@ def load_offsets(
     return {fp: (off, ln) for fp, off, ln in rows}
 
 
+class Batch(Protocol):
+    """What ``write_batch`` needs: rows to stream (parsed lazily), then the rest."""
+
+    rows: list[tuple[Any, ...]]  # every row iterated so far
+    rejections: list[RejectionRow]
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]: ...
+    def drain(self) -> None: ...
+    @property
+    def offset(self) -> OffsetUpdate: ...
+
+
+class Abandon(Exception):
+    """Raised by a batch's ``check`` to roll the batch back (its file changed under us)."""
+
+
+def _copy_rows(cur: psycopg.Cursor, table: str, rows: Iterable[Sequence[Any]]) -> None:
+    # The queued writer sends on a worker thread while this one parses and formats.
+    with cur.copy(
+        f"COPY {table} ({_COLS}) FROM STDIN (FORMAT BINARY)", writer=QueuedLibpqWriter(cur)
+    ) as copy:
+        copy.set_types(COPY_TYPES)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _insert_rows(cur: psycopg.Cursor, batch: Batch, direct: bool) -> tuple[int, bool]:
+    """Insert the batch's rows skipping known request_ids: (rows inserted, hit a duplicate).
+
+    ``direct``: COPY straight into ``generations`` under a savepoint, which costs what a raw
+    COPY costs. A duplicate request_id aborts that COPY; the batch then goes again through
+    the staging table and ``ON CONFLICT DO NOTHING``.
+    """
+    if direct:
+        try:
+            with cur.connection.transaction():
+                _copy_rows(cur, "generations", batch)
+            return len(batch.rows), False
+        except psycopg.errors.UniqueViolation:
+            batch.drain()
+    else:
+        batch.drain()
+    if not batch.rows:
+        return 0, False
+    _copy_rows(cur, STAGE, batch.rows)
+    cur.execute(
+        f"INSERT INTO generations ({_COLS}) SELECT {_COLS} FROM {STAGE} "
+        "ON CONFLICT (request_id) DO NOTHING"
+    )
+    return cur.rowcount, True
+
+
 def write_batch(
     conn: psycopg.Connection,
-    rows: Iterable[Sequence[Any]],
-    rejections: Sequence[RejectionRow],
-    offsets: Sequence[OffsetUpdate],
+    batch: Batch,
     collector: str,
     host: str,
-) -> BatchResult:
-    """Store rows (deduplicated on request_id), rejections and offsets in one transaction."""
-    with conn.transaction():
-        ensure_stage(conn)
-        staged = 0
-        with conn.cursor() as cur:
-            with cur.copy(f"COPY {STAGE} ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(COPY_TYPES)
-                for row in rows:
-                    copy.write_row(row)
-                    staged += 1
-            inserted = 0
-            if staged:
-                cur.execute(
-                    f"INSERT INTO generations ({_COLS}) SELECT {_COLS} FROM {STAGE} "
-                    "ON CONFLICT (request_id) DO NOTHING"
-                )
-                inserted = cur.rowcount
-            rejected = 0
+    direct: bool = True,
+    check: Callable[[], None] | None = None,
+) -> BatchResult | None:
+    """Store a batch's rows (deduplicated on request_id), rejections and offset at once.
+
+    Returns None, having written nothing, when ``check`` raises ``Abandon`` before commit.
+    """
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            inserted, conflicted = _insert_rows(cur, batch, direct)
+            if check is not None:
+                check()
+            rejections = batch.rejections
             if rejections:
                 cur.executemany(
                     "INSERT INTO rejected_records (source, source_key, source_offset, line_no,"
-                    " raw, raw_bytes, raw_truncated, reason) VALUES"
-                    " (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " raw, raw_bytes, raw_truncated, reason)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (source_key, source_offset) DO NOTHING",
                     [
                         (
@@ -151,26 +206,37 @@ def write_batch(
                         for r in rejections
                     ],
                 )
-                rejected = len(rejections)
-            if offsets:
-                cur.executemany(
-                    'INSERT INTO log_offsets (fingerprint, path, device, inode, "offset", line_no)'
-                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (fingerprint) DO UPDATE SET"
-                    " path = EXCLUDED.path, device = EXCLUDED.device, inode = EXCLUDED.inode,"
-                    # Two collectors on one file must never move an offset backwards.
-                    ' "offset" = GREATEST(log_offsets."offset", EXCLUDED."offset"),'
-                    " line_no = GREATEST(log_offsets.line_no, EXCLUDED.line_no),"
-                    " updated_at = now()",
-                    [
-                        (o.fingerprint, o.path, o.device, o.inode, o.offset, o.line_no)
-                        for o in offsets
-                    ],
-                )
-            result = BatchResult(inserted, staged - inserted, rejected)
-            bump_status(
-                cur, collector, "logs", host, result.inserted, result.duplicates, result.rejected
+            o = batch.offset
+            cur.execute(
+                'INSERT INTO log_offsets (fingerprint, path, device, inode, "offset", line_no)'
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (fingerprint) DO UPDATE SET"
+                " path = EXCLUDED.path, device = EXCLUDED.device, inode = EXCLUDED.inode,"
+                # Two collectors on one file must never move an offset backwards.
+                ' "offset" = GREATEST(log_offsets."offset", EXCLUDED."offset"),'
+                " line_no = GREATEST(log_offsets.line_no, EXCLUDED.line_no),"
+                " updated_at = now()",
+                (o.fingerprint, o.path, o.device, o.inode, o.offset, o.line_no),
             )
+            result = BatchResult(inserted, len(batch.rows) - inserted, len(rejections), conflicted)
+            bump_status(
+                cur,
+                collector,
+                "logs",
+                host,
+                result.inserted,
+                result.duplicates,
+                result.rejected,
+            )
+    except Abandon:
+        return None
     return result
+
+
+def sync_point(conn: psycopg.Connection, collector: str, kind: str, host: str) -> None:
+    """Make every earlier asynchronous commit of this session durable (a flushed commit)."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET LOCAL synchronous_commit = on")
+        bump_status(cur, collector, kind, host)
 
 
 def bump_status(
@@ -197,8 +263,3 @@ def bump_status(
         " host = EXCLUDED.host, updated_at = now()",
         (name, kind, host, ingested, duplicates, rejected, failures, error, error),
     )
-
-
-def jsonb(value: dict[str, Any]) -> Jsonb:
-    """Wrap a dict for a jsonb column."""
-    return Jsonb(value)
