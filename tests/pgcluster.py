@@ -7,6 +7,7 @@ root), the same way pgserver itself does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -81,8 +82,6 @@ class TempCluster:
                 time.sleep(0.2)
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.pgdata, ignore_errors=True)
