@@ -51,16 +51,44 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _runtime(database_url: str | None, migrate: bool = True) -> Runtime:
-    try:
+def _runtime(database_url: str | None, migrate: bool = True, wait: bool = False) -> Runtime:
+    """Resolve the database and check its schema, with errors a person can act on.
+
+    ``wait``: a long-running command (``--follow``) waits for an unreachable database
+    instead of failing, logging one line about it.
+    """
+    from sqlalchemy.exc import OperationalError
+    from tenacity import Retrying, retry_if_exception_type, wait_exponential
+
+    def attempt() -> Runtime:
         rt = runtime(database_url)
         if migrate:
             ensure_schema(rt)
+        return rt
+
+    def waiting(rs: object) -> None:
+        if getattr(rs, "attempt_number", 0) == 1:
+            logging.getLogger("diffwatch").warning(
+                "database unavailable; waiting for it (retrying with backoff up to 30 s)"
+            )
+
+    try:
+        if not wait:
+            return attempt()
+        retrying = Retrying(
+            retry=retry_if_exception_type(OperationalError),
+            wait=wait_exponential(multiplier=0.2, max=30),
+            before_sleep=waiting,
+            reraise=True,
+        )
+        return retrying(attempt)
     except SchemaOutOfDate as exc:
         raise fail(str(exc)) from None
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    return rt
+    except OperationalError as exc:
+        first = str(exc.orig or exc).strip().splitlines()[0]
+        raise fail(f"database unavailable: {first}") from None
 
 
 def _stop_on_signals() -> threading.Event:
@@ -137,7 +165,7 @@ def collect_logs(
 
     if not follow and not expand(paths):
         raise fail(f"no file matches {' '.join(paths)}; check the path or quote the glob", 2)
-    rt = _runtime(database_url)
+    rt = _runtime(database_url, wait=follow)
     collector = LogCollector(rt.conninfo, paths, batch_rows=batch_rows, name=name)
     try:
         if follow:

@@ -90,3 +90,30 @@ def test_follow_survives_a_postgres_restart_and_a_crash_without_loss(tmp_path, c
     # One clear line when the database goes away and one when it is back, per outage.
     assert err.count("database unavailable") == 2, err
     assert err.count("database reachable again") == 2, err
+
+
+def test_follow_started_while_postgres_is_down_waits_for_it(tmp_path, cluster) -> None:
+    migrate.upgrade(cluster.url)
+    cluster.stop("fast")
+    log = tmp_path / "gen.jsonl"
+    log.write_bytes(b"".join(numbered_line(i) for i in range(300)))
+    proc = subprocess.Popen(
+        diffwatch_cmd("collect", "logs", str(log), "--follow", "--poll", "0.05"),
+        env=cli_env(cluster.url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.0)
+        assert proc.poll() is None, "a following collector must wait, not exit"
+        cluster.start()
+        cluster.wait_ready()
+        deadline = time.monotonic() + 60
+        while count(cluster.url) < 300 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert count(cluster.url) == 300
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "database unavailable; waiting for it" in err
