@@ -2,8 +2,203 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from diffwatch.cli import AsJson, DbUrl
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from diffwatch.demo.run import DemoResult, Progress
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``demo`` command to ``app``."""
+    app.command("demo", help=HELP)(demo)
+
+
+HELP = (
+    "Simulate a generation service and ingest its logs, images and GPU metrics.\n\n"
+    "The service writes JSON-lines logs (rotated by rename, with a few broken lines) and PNG "
+    "images drawn to match their prompts; the real log collector ingests them while they are "
+    "written, and GPU samples go through the GPU collector's writer.\n\n"
+    "Re-running adds only the minutes the database does not hold yet: nothing is stored twice."
+)
+
+
+def demo(
+    hours: Annotated[
+        float, typer.Option(min=0.05, max=24 * 90, help="Hours of simulated history.")
+    ] = 24.0,
+    rate: Annotated[
+        float,
+        typer.Option(min=0.1, max=2000, help="Requests per minute (daily average)."),
+    ] = 20.0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the service writes logs and images. \\[default: DIFFWATCH_HOME/demo]",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of the simulation.")] = 0,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            help="End of the simulated history, ISO 8601 with offset "
+            "(e.g. 2026-01-31T12:00:00+00:00). \\[default: now]",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: AsJson = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Simulate a generation service and ingest its output (see HELP)."""
+    from collectors.logs.collector import DB_DOWN_ERRORS
+    from diffwatch.cli import _runtime, fail
+    from diffwatch.demo.run import DemoOptions, run_demo
+
+    end_at = _parse_end(end, fail)
+    rt = _runtime(database_url)
+    opts = DemoOptions(
+        out=(out or rt.settings.home / "demo").expanduser().absolute(),
+        hours=hours,
+        rate=rate,
+        seed=seed,
+        end=end_at,
+    )
+    show = not as_json and sys.stderr.isatty()
+    try:
+        with _progress(show) as progress:
+            result = run_demo(rt.conninfo, opts, progress)
+    except DB_DOWN_ERRORS as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise fail(f"database unavailable: {first}; what was stored so far is kept") from None
+    except OSError as exc:
+        raise fail(f"cannot write the demo output under {opts.out}: {exc}; pick --out") from None
+    if as_json:
+        d = result.as_dict()
+        d["database_url"] = _shown_url(rt.conninfo)
+        typer.echo(json.dumps(d, default=str))
+    else:
+        _print_summary(result, _shown_url(rt.conninfo))
+
+
+def _parse_end(value: str | None, fail) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(
+            f"--end {value!r} is not an ISO 8601 time; write it like 2026-01-31T12:00:00+00:00",
+            2,
+        ) from None
+    if ts.tzinfo is None:
+        raise fail(f"--end {value!r} has no UTC offset; add one, e.g. {value}+00:00", 2)
+    if ts > datetime.now(UTC):
+        raise fail(f"--end {value!r} is in the future; the collector refuses future times", 2)
+    return ts
+
+
+def _shown_url(conninfo: str) -> str:
+    """The libpq URL for psql, with any password hidden."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(conninfo)
+    return url.render_as_string(hide_password=True) if url.password else conninfo
+
+
+@contextmanager
+def _progress(show: bool) -> Iterator[Progress]:
+    from diffwatch.demo.run import Progress
+
+    if not show:
+        yield Progress()
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bars
+
+    with Bars(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.fields[done]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bars:
+        sim = bars.add_task("simulating", total=None, done="")
+        ing = bars.add_task("ingesting", total=None, done="")
+        state = {"pending": 0, "written": 0, "read": 0, "requests": 0, "minutes": 0, "done": 0}
+
+        def show_ingest() -> None:
+            mib = 1024 * 1024
+            total = state["pending"] + state["written"]
+            bars.update(
+                ing,
+                total=total,
+                completed=state["read"],
+                done=f"{state['read'] / mib:.1f}/{total / mib:.1f} MiB of logs",
+            )
+
+        def start(minutes: int, pending: int) -> None:
+            state["pending"] = pending
+            state["minutes"] = minutes
+            bars.update(sim, total=minutes, done=f"0/{minutes} minutes")
+            show_ingest()
+
+        def minute(m, written: int) -> None:
+            state["requests"] += len(m.requests)
+            state["written"] = written
+            state["done"] += 1
+            bars.update(
+                sim,
+                completed=state["done"],
+                done=f"{state['done']}/{state['minutes']} minutes, {state['requests']} requests",
+            )
+            show_ingest()
+
+        def ingested(n: int) -> None:
+            state["read"] += n
+            show_ingest()
+
+        yield Progress(start=start, minute=minute, ingested=ingested)
+
+
+def _print_summary(r: DemoResult, url: str) -> None:
+    s, c, t = r.service, r.collected, r.totals
+    echo = typer.echo
+    if s.minutes:
+        echo(
+            f"simulated {s.minutes} minutes ({r.simulated_from} to {r.simulated_to}) on "
+            f"{r.gpus} GPUs: {s.requests} requests, {s.errors} errors, {s.broken_lines} "
+            f"broken log lines, {s.images} new images"
+        )
+        echo(f"  logs:   {r.out}/logs (rotated {s.rotations}x)   images: {r.out}/images")
+    for note in r.notes:
+        echo(f"note: {note}")
+    echo(
+        f"collected: {c.ingested} rows ingested, {c.duplicates} duplicates dropped, "
+        f"{c.rejected} lines rejected; {s.gpu_samples} GPU samples stored"
+    )
+    echo("the database now holds:")
+    versions = ", ".join(f"{k}: {v}" for k, v in t.by_version.items()) or "none"
+    echo(f"  generations       {t.generations:>8}  ({versions}; {t.errors} errors)")
+    echo(f"  rejected_records  {t.rejected_records:>8}")
+    for reason in t.rejection_examples:
+        echo(f"      e.g. {reason[:110]}")
+    echo(f"  gpu_samples       {t.gpu_samples:>8}  ({t.gpus} GPUs, source 'demo')")
+    echo(f"done in {r.elapsed_s:.1f} s. Look at it with psql:")
+    echo(f'  psql "{url}"')
+    echo(
+        "  e.g. SELECT model_version, deployment, count(*), round(avg(inference_ms)) AS "
+        "avg_inference_ms FROM generations GROUP BY 1, 2;"
+    )
