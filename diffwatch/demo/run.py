@@ -13,16 +13,17 @@ from typing import Any
 import psycopg
 
 from collectors.logs.collector import CollectSummary, LogCollector
+from db.queries import demo as demo_sql
 from diffwatch.demo import store
 from diffwatch.demo.files import log_glob
-from diffwatch.demo.fleet import build_fleet
+from diffwatch.demo.fleet import SOURCE, build_fleet
 from diffwatch.demo.service import (
     ServiceStats,
     SimulatedService,
     minute_of,
     minutes_to_simulate,
 )
-from diffwatch.demo.traffic import Minute
+from diffwatch.demo.traffic import MODEL, Minute
 
 COLLECT_POLL_S = 0.2  # pause between collector passes while the service writes (s)
 
@@ -59,7 +60,7 @@ class DemoResult:
     gpus: int
     service: ServiceStats
     collected: CollectSummary
-    totals: store.Totals
+    totals: demo_sql.Totals
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -83,8 +84,11 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
     start = end - round(opts.hours * 60)
     opts.out.mkdir(parents=True, exist_ok=True)
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        stored = store.stored_minutes(
-            conn, datetime.fromtimestamp(start * 60, UTC), datetime.fromtimestamp(end * 60, UTC)
+        stored = demo_sql.stored_minutes(
+            conn,
+            SOURCE,
+            datetime.fromtimestamp(start * 60, UTC),
+            datetime.fromtimestamp(end * 60, UTC),
         )
         ranges = minutes_to_simulate(start, end, stored)
         fleet = build_fleet(opts.rate)
@@ -110,7 +114,7 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
                 f"the database already held {len(stored)} of the {end - start} minutes of "
                 "this window; only the others were simulated"
             )
-        totals = store.totals(conn)
+        totals = demo_sql.totals(conn, MODEL, SOURCE)
     simulated = [m for r in ranges for m in (r[0], r[-1])]
     return DemoResult(
         out=str(opts.out),

@@ -122,7 +122,7 @@ class SimulatedService:
             self.stats.errors += req.status == "error"
             self.stats.broken_lines += req.defect is not None
         # Lines reach the OS before this minute's GPU samples reach the database: the
-        # stored samples mark how far history was simulated (see store.stored_minutes).
+        # stored samples mark how far history was simulated (see db.queries.demo.stored_minutes).
         self.log.flush()
         self.gpu_writer.add(self._readings(minute))
         self.stats.minutes += 1
