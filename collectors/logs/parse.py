@@ -36,6 +36,7 @@ ROW_COLUMNS: tuple[str, ...] = (
 )
 _KNOWN = frozenset(FIELDS)
 _TS = FIELDS.index("timestamp")
+_NFIELDS = len(FIELDS)
 _astuple = msgspec.structs.astuple
 NO_EXTRA: dict[str, Any] = {}  # shared, never mutated: saves a dict per line
 
@@ -108,24 +109,71 @@ def _find_nul(value: Any, path: str) -> str | None:
     return None
 
 
+class _FastDecoders:
+    """Typed decoders for the line shapes seen lately, most recently useful first.
+
+    The first is the record with no unknown keys. When the full parser meets a valid line
+    with unknown keys, a decoder for the record plus exactly those keys (each optional) is
+    made, so that later lines of that shape decode in one C pass too.
+    """
+
+    TRY = 3  # decoders tried per line before the full parser
+    KEEP = 8
+
+    def __init__(self) -> None:
+        self.items: list[tuple[msgspec.json.Decoder, tuple[str, ...]]] = [(_strict, ())]
+
+    def learn(self, keys: frozenset[str]) -> None:
+        names = tuple(sorted(keys))
+        if any(n == names for _, n in self.items):
+            return
+        attrs = [f"extra_{i}" for i in range(len(names))]
+        cls = msgspec.defstruct(
+            "LogRecordWithExtras",
+            [(a, Any, msgspec.UNSET) for a in attrs],
+            bases=(StrictLogRecord,),
+            forbid_unknown_fields=True,
+            rename=dict(zip(attrs, names, strict=True)),
+        )
+        self.items.insert(0, (msgspec.json.Decoder(cls), names))
+        del self.items[self.KEEP :]
+
+    def parse(self, raw: bytes, now: datetime, tail: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The row, or None when no decoder tried fits (the full parser decides)."""
+        for i, (decoder, names) in enumerate(self.items[: self.TRY]):
+            try:
+                row = _astuple(decoder.decode(raw))
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                continue
+            ts = row[_TS]
+            if type(ts) is not datetime or ts - now > MAX_FUTURE:
+                return None
+            if i:
+                self.items.insert(0, self.items.pop(i))
+            if not names:
+                return (*row, NO_EXTRA, *tail)
+            extra = {
+                k: v for k, v in zip(names, row[_NFIELDS:], strict=True) if v is not msgspec.UNSET
+            }
+            return (*row[:_NFIELDS], extra or NO_EXTRA, *tail)
+        return None
+
+
+_fast = _FastDecoders()
+
+
 def parse_line(raw: bytes, now: datetime, tail: tuple[Any, ...] = ()) -> tuple[Any, ...] | Rejected:
     """Turn one line (without its newline) into a ``ROW_COLUMNS`` tuple or a ``Rejected``.
 
     ``extra`` is the shared ``NO_EXTRA`` when there are no unknown keys; ``tail`` is
     appended to the row (the collector adds the source file and offset).
     """
-    # Fast path, for the common line: no unknown keys, an RFC 3339 timestamp, nothing
-    # wrong. A typed decode (all in C) accepts exactly what the full path below would
-    # accept, with the same values; anything else takes the full path and its reasons.
-    if b"\\u0000" not in raw:
-        try:
-            row = _astuple(_strict.decode(raw))
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            pass
-        else:
-            ts = row[_TS]
-            if type(ts) is datetime and ts - now <= MAX_FUTURE:
-                return (*row, NO_EXTRA, *tail)
+    # Fast path, for the common line: an RFC 3339 timestamp, nothing wrong, and unknown
+    # keys (if any) of a shape seen before. A typed decode, all in C, accepts exactly what
+    # the full parser would accept, with the same values; anything else takes the full
+    # parser and its reasons.
+    if b"\\u0000" not in raw and (row := _fast.parse(raw, now, tail)) is not None:
+        return row
     return _parse_full(raw, now, tail)
 
 
@@ -163,7 +211,10 @@ def _parse_full(raw: bytes, now: datetime, tail: tuple[Any, ...]) -> tuple[Any, 
     elif ts - now > MAX_FUTURE:
         return parse_timestamp(obj["timestamp"], now)  # gives the reason
     unknown = obj.keys() - _KNOWN
-    return (*row, {k: obj[k] for k in unknown} if unknown else NO_EXTRA, *tail)
+    if not unknown:
+        return (*row, NO_EXTRA, *tail)
+    _fast.learn(frozenset(unknown))
+    return (*row, {k: obj[k] for k in unknown}, *tail)
 
 
 def _retry_timestamp(

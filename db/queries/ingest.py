@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 import msgspec
 import psycopg
-from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import set_json_dumps
 
 from collectors.logs.parse import ROW_COLUMNS
@@ -133,10 +132,9 @@ class Abandon(Exception):
 
 
 def _copy_rows(cur: psycopg.Cursor, table: str, rows: Iterable[Sequence[Any]]) -> None:
-    # The queued writer sends on a worker thread while this one parses and formats.
-    with cur.copy(
-        f"COPY {table} ({_COLS}) FROM STDIN (FORMAT BINARY)", writer=QueuedLibpqWriter(cur)
-    ) as copy:
+    # Rows may be parsed lazily as this loop pulls them: the server indexes what it has
+    # received while Python parses the next lines.
+    with cur.copy(f"COPY {table} ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(COPY_TYPES)
         for row in rows:
             copy.write_row(row)

@@ -91,3 +91,24 @@ def test_the_fast_path_agrees_with_the_full_parser_on_every_corpus_line() -> Non
          {"timestamp": "2026-11-21T11:00+01:00"}, {"prompt": "é 🐱"}])]
     for raw in lines:
         assert parse_line(raw, NOW, ("f", 1)) == _parse_full(raw, NOW, ("f", 1)), raw
+
+
+def test_learned_shapes_with_unknown_keys_parse_like_the_full_parser() -> None:
+    from collectors.logs.parse import _fast, _parse_full
+
+    shapes = [
+        {"client": "web"},
+        {"client": "api", "trace-id": "abc", "loras": [{"name": "x", "w": 0.5}]},
+        {"trace-id": None},
+        {},
+        {"client": "web", "steps": 30},
+        {"weird key": {"deep": [1, 2, {"k": "v"}]}},
+    ]
+    lines = [line(good_record(i, **kw)) for i, kw in enumerate(shapes)]
+    for _ in range(2):  # the second round goes through decoders learned in the first
+        for raw in lines:
+            assert parse_line(raw, NOW, ("f", 1)) == _parse_full(raw, NOW, ("f", 1)), raw
+    learned = {names for _, names in _fast.items}
+    assert ("client", "loras", "trace-id") in learned
+    row = dict(zip(ROW_COLUMNS, parse_line(lines[1], NOW), strict=True))
+    assert row["extra"] == {"client": "api", "trace-id": "abc", "loras": [{"name": "x", "w": 0.5}]}
