@@ -1,0 +1,37 @@
+"""The deployment files hold together (no Docker engine here: static checks only)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _check_deploy():
+    spec = importlib.util.spec_from_file_location("check_deploy", ROOT / "deploy/check_deploy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compose_override_and_dockerfile_pass_the_static_checks() -> None:
+    cd = _check_deploy()
+    problems: list[str] = []
+    doc = cd.check_compose(problems)
+    cd.check_override(problems)
+    cd.check_dockerfile(problems)
+    assert problems == []
+    assert {"postgres", "migrate", "collector-logs", "collector-gpu", "app"} <= set(doc["services"])
+
+
+def test_the_checks_catch_a_broken_compose_file(tmp_path, monkeypatch) -> None:
+    cd = _check_deploy()
+    broken = (ROOT / "compose.yaml").read_text().replace("depends_on:", "depends_onn:", 1)
+    (tmp_path / "compose.yaml").write_text(broken)
+    for name in ("Dockerfile", "deploy"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.setattr(cd, "ROOT", tmp_path)
+    problems: list[str] = []
+    cd.check_compose(problems)
+    assert any("depends_onn" in p for p in problems), problems
