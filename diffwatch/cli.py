@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from diffwatch.context import Runtime, SchemaOutOfDate, ensure_schema, runtime
+from diffwatch.errors import first_line
 
 app = typer.Typer(
     help="Monitor text-to-image diffusion models in production: cost, speed, quality, "
@@ -51,6 +52,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def emit_summary(d: dict[str, object], as_json: bool, text: str) -> None:
+    """Print a batch command's summary: one JSON object with --json, else ``text``."""
+    typer.echo(json.dumps(d) if as_json else text)
+
+
 def _runtime(database_url: str | None, migrate: bool = True, wait: bool = False) -> Runtime:
     """Resolve the database and check its schema, with errors a person can act on.
 
@@ -87,8 +93,7 @@ def _runtime(database_url: str | None, migrate: bool = True, wait: bool = False)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     except OperationalError as exc:
-        first = str(exc.orig or exc).strip().splitlines()[0]
-        raise fail(f"database unavailable: {first}") from None
+        raise fail(f"database unavailable: {first_line(exc.orig or exc)}") from None
 
 
 def _stop_on_signals() -> threading.Event:
@@ -173,18 +178,17 @@ def collect_logs(
         else:
             summary = _collect_with_progress(collector, show=not as_json and sys.stderr.isatty())
     except DB_DOWN_ERRORS as exc:
-        raise fail(f"database unavailable: {str(exc).strip().splitlines()[0]}") from None
+        raise fail(f"database unavailable: {first_line(exc)}") from None
     finally:
         collector.close()
     d = summary.as_dict()
-    if as_json:
-        typer.echo(json.dumps(d))
-    else:
-        typer.echo(
-            f"ingested {d['ingested']} rows, {d['duplicates']} duplicates, {d['rejected']} "
-            f"rejected (see rejected_records), {d['blank']} blank lines, from {d['files']} "
-            f"files in {d['elapsed_s']} s"
-        )
+    emit_summary(
+        d,
+        as_json,
+        f"ingested {d['ingested']} rows, {d['duplicates']} duplicates, {d['rejected']} "
+        f"rejected (see rejected_records), {d['blank']} blank lines, from {d['files']} "
+        f"files in {d['elapsed_s']} s",
+    )
 
 
 def _collect_with_progress(collector: object, show: bool) -> object:

@@ -64,6 +64,7 @@ def demo(
     from collectors.logs.collector import DB_DOWN_ERRORS
     from diffwatch.cli import _runtime, fail
     from diffwatch.demo.run import DemoOptions, run_demo
+    from diffwatch.errors import first_line
 
     end_at = _parse_end(end, fail)
     rt = _runtime(database_url)
@@ -79,8 +80,9 @@ def demo(
         with _progress(show) as progress:
             result = run_demo(rt.conninfo, opts, progress)
     except DB_DOWN_ERRORS as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise fail(f"database unavailable: {first}; what was stored so far is kept") from None
+        raise fail(
+            f"database unavailable: {first_line(exc)}; what was stored so far is kept"
+        ) from None
     except OSError as exc:
         raise fail(f"cannot write the demo output under {opts.out}: {exc}; pick --out") from None
     if as_json:

@@ -2,7 +2,6 @@
 
 # No ``from __future__ import annotations``: typer reads the option annotations of the
 # command defined inside register(), which name types imported there, not module globals.
-import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -83,7 +82,8 @@ def _collect_gpu(
     import psycopg
 
     from collectors.gpu.collector import GpuCollector
-    from diffwatch.cli import _runtime, _stop_on_signals, fail
+    from diffwatch.cli import _runtime, _stop_on_signals, emit_summary, fail
+    from diffwatch.errors import first_line
 
     src = _open_source(source, timeout)  # before the database: NVML errors come first
     try:
@@ -95,19 +95,17 @@ def _collect_gpu(
             else:
                 summary = collector.run(_stop_on_signals(), interval_s=interval)
         except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise fail(f"database error while storing GPU samples: {first}") from None
+            raise fail(f"database error while storing GPU samples: {first_line(exc)}") from None
     finally:
         src.close()
     d = summary.as_dict()
-    if as_json:
-        typer.echo(json.dumps(d))
-    else:
-        typer.echo(
-            f"stored {d['samples_stored']} GPU readings from {d['source']}: "
-            f"{d['scrapes']} samples, {d['failed_scrapes']} failed, "
-            f"{d['samples_dropped']} dropped, {d['samples_unsaved']} not written, "
-            f"in {d['elapsed_s']} s"
-        )
+    emit_summary(
+        d,
+        as_json,
+        f"stored {d['samples_stored']} GPU readings from {d['source']}: "
+        f"{d['scrapes']} samples, {d['failed_scrapes']} failed, "
+        f"{d['samples_dropped']} dropped, {d['samples_unsaved']} not written, "
+        f"in {d['elapsed_s']} s",
+    )
     if once and (summary.failed or summary.unsaved):
         raise typer.Exit(1)

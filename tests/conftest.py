@@ -88,6 +88,18 @@ def db_url(migrated_url: str) -> str:
 
 
 @pytest.fixture
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A private PostgreSQL cluster that the test may stop, crash and restart."""
+    from tests.pgcluster import TempCluster
+
+    c = TempCluster(tmp_path_factory.mktemp("cluster"))
+    c.start()
+    c.wait_ready()
+    yield c
+    c.destroy()
+
+
+@pytest.fixture
 def conninfo(db_url: str) -> str:
     """libpq conninfo of ``db_url`` for direct psycopg connections."""
     return raw_conninfo(db_url)

@@ -20,6 +20,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from collectors.gpu.buffer import ReadingBuffer
 from collectors.gpu.model import GpuReading, SampleFailed
 from db.queries import gpu as gpu_queries
+from diffwatch.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,6 @@ class GpuSummary:
             "samples_unsaved": self.unsaved,
             "elapsed_s": round(self.elapsed_s, 3),
         }
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class GpuCollector:
@@ -146,7 +142,7 @@ class GpuCollector:
         log.warning(
             "database unavailable (%s): keeping GPU readings in memory (up to %d) and "
             "retrying with backoff up to %.0f s",
-            _first_line(exc) if exc else "unknown error",
+            first_line(exc),
             self.buffer.max_rows,
             self.max_backoff_s,
         )

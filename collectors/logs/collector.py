@@ -24,6 +24,7 @@ from tenacity import (
 from collectors.logs.batching import Source, batches
 from collectors.logs.tail import fingerprint, fingerprint_fd, is_compressed, iter_lines
 from db.queries import ingest
+from diffwatch.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -231,11 +232,10 @@ class LogCollector:
             if not state["down"]:
                 state["down"] = True
                 exc = rs.outcome.exception() if rs.outcome else None
-                first = str(exc).strip().splitlines()[0] if exc else "unknown error"
                 log.warning(
                     "database unavailable (%s); retrying with backoff up to %.0f s. "
                     "Nothing is lost: reading resumes from the last committed offset.",
-                    first,
+                    first_line(exc),
                     max_backoff_s,
                 )
 

@@ -13,21 +13,10 @@ import time
 from datetime import UTC, datetime
 
 import psycopg
-import pytest
 
 from db import migrate
 from tests.helpers import cli_env, diffwatch_cmd
 from tests.integration.test_gpu_collect import MIXED, FakeExporter, body, whole
-from tests.pgcluster import TempCluster
-
-
-@pytest.fixture
-def cluster(tmp_path_factory):
-    c = TempCluster(tmp_path_factory.mktemp("gpu-cluster"))
-    c.start()
-    c.wait_ready()
-    yield c
-    c.destroy()
 
 
 def rows(url: str, since: datetime | None = None, until: datetime | None = None) -> int:

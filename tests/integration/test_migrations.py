@@ -30,8 +30,12 @@ def test_upgrade_check_and_downgrade_on_an_empty_database(empty_db_factory) -> N
 
 def test_time_range_indexes_exist(migrated_url: str) -> None:
     with psycopg.connect(raw_conninfo(migrated_url)) as conn:
-        idx = {r[0]: r[1] for r in conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'generations'")}
+        idx = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'generations'"
+            )
+        }
     assert "ix_generations_model_model_version_ts" in idx
     assert "ix_generations_deployment_ts" in idx
     assert "uq_generations_request_id" in idx

@@ -9,20 +9,9 @@ import threading
 import time
 
 import psycopg
-import pytest
 
 from db import migrate
 from tests.helpers import cli_env, diffwatch_cmd, numbered_line
-from tests.pgcluster import TempCluster
-
-
-@pytest.fixture
-def cluster(tmp_path_factory):
-    c = TempCluster(tmp_path_factory.mktemp("cluster"))
-    c.start()
-    c.wait_ready()
-    yield c
-    c.destroy()
 
 
 def count(url: str) -> int:

@@ -86,9 +86,19 @@ def test_the_fast_path_agrees_with_the_full_parser_on_every_corpus_line() -> Non
     from collectors.logs.parse import _parse_full
 
     lines = [raw for _, raw, _ in BAD_LINES]
-    lines += [line(good_record(i, **kw)) for i, kw in enumerate(
-        [{}, {"client": "web"}, {"timestamp": 1795262340}, {"steps": None},
-         {"timestamp": "2026-11-21T11:00+01:00"}, {"prompt": "é 🐱"}])]
+    lines += [
+        line(good_record(i, **kw))
+        for i, kw in enumerate(
+            [
+                {},
+                {"client": "web"},
+                {"timestamp": 1795262340},
+                {"steps": None},
+                {"timestamp": "2026-11-21T11:00+01:00"},
+                {"prompt": "é 🐱"},
+            ]
+        )
+    ]
     for raw in lines:
         assert parse_line(raw, NOW, ("f", 1)) == _parse_full(raw, NOW, ("f", 1)), raw
 
