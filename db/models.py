@@ -10,6 +10,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Double,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -165,3 +166,68 @@ class CollectorStatus(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ScorerResult(Base):
+    """One automatic score of one generation's image by one scorer at one version."""
+
+    __tablename__ = "scorer_results"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    generation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("generations.id", ondelete="CASCADE")
+    )
+    scorer: Mapped[str] = mapped_column(Text)  # "clip", "nsfw"
+    scorer_version: Mapped[str] = mapped_column(Text)  # model + weights + policy
+    value: Mapped[float | None] = mapped_column(Double)
+    flagged: Mapped[bool | None] = mapped_column()
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    worker: Mapped[str | None] = mapped_column(Text)
+    scored_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        # Exactly one result per (generation, scorer, version): re-runs are no-ops.
+        UniqueConstraint("generation_id", "scorer", "scorer_version"),
+        Index(None, "scorer", "scorer_version", "scored_at"),
+    )
+
+
+class ScoringError(Base):
+    """An image that could not be scored: why, how often it was tried, and if it may heal."""
+
+    __tablename__ = "scoring_errors"
+
+    generation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True
+    )
+    scorer: Mapped[str] = mapped_column(Text, primary_key=True)
+    scorer_version: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    transient: Mapped[bool] = mapped_column(server_default=text("false"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    last_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ScoringLease(Base):
+    """A worker's claim on a generation for a set of scorers, valid until ``expires_at``.
+
+    A worker may write results only while its ``token`` still holds the lease: a stale
+    worker whose lease expired and was taken over is refused.
+    """
+
+    __tablename__ = "scoring_leases"
+
+    generation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True
+    )
+    scorer_set: Mapped[str] = mapped_column(Text, primary_key=True)
+    worker: Mapped[str] = mapped_column(Text)
+    token: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index(None, "expires_at"),)
