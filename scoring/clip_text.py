@@ -1,0 +1,53 @@
+"""Prompt tokenization for CLIP with per-prompt token counts and truncation flags."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class TokenizedPrompts:
+    """Token ids (N, context_length), and per prompt its untruncated token count and flag.
+
+    ``n_tokens`` counts the start and end tokens; a prompt is ``truncated`` when
+    ``n_tokens`` is over the context length, and then only its first
+    ``context_length - 1`` tokens and the end token reach the model.
+    """
+
+    ids: torch.Tensor
+    n_tokens: tuple[int, ...]
+    truncated: tuple[bool, ...]
+
+
+def check_prompts(prompts: Sequence[str]) -> None:
+    """Raise naming the first prompt that is not a string."""
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise TypeError(f"prompt {i}: expected a str, got {type(p).__name__}")
+
+
+def tokenize(tokenizer: Any, prompts: Sequence[str], context_length: int) -> TokenizedPrompts:
+    """Tokenize like open_clip's SimpleTokenizer.__call__, recording counts and truncation."""
+    import torch
+
+    check_prompts(prompts)
+    sot, eot = tokenizer.sot_token_id, tokenizer.eot_token_id
+    ids = torch.zeros((len(prompts), context_length), dtype=torch.long)
+    counts: list[int] = []
+    for i, prompt in enumerate(prompts):
+        tokens = [sot, *tokenizer.encode(prompt), eot]
+        counts.append(len(tokens))
+        if len(tokens) > context_length:
+            tokens = tokens[:context_length]
+            tokens[-1] = eot
+        ids[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    return TokenizedPrompts(
+        ids=ids,
+        n_tokens=tuple(counts),
+        truncated=tuple(n > context_length for n in counts),
+    )
