@@ -46,3 +46,39 @@ def numbered_line(i: int, **kw: Any) -> bytes:
     rec = good_record(i, **kw)
     rec["timestamp"] = "2026-11-01T00:00:00+00:00"
     return json.dumps(rec).encode() + b"\n"
+
+
+def seed_with_images(conninfo: str, directory: Path, n: int, size: int = 64) -> list[Path]:
+    """Ingest ``n`` generations whose image_uri points at small real PNGs in ``directory``."""
+    import numpy as np
+    from PIL import Image
+
+    from collectors.logs.collector import LogCollector
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    paths = []
+    with (directory / "gen.jsonl").open("wb") as log:
+        for i in range(n):
+            path = directory / f"img-{i:05d}.png"
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+            paths.append(path)
+            log.write(numbered_line(i, image_uri=str(path)))
+    summary = LogCollector(conninfo, [str(directory / "gen.jsonl")]).run_once()
+    assert summary.ingested == n
+    return paths
+
+
+def tiny_clip_args(directory: Path, seed: int = 0) -> list[str]:
+    """``diffwatch score`` options that load the tiny test CLIP through the real loader."""
+    from tests.tinymodels import TINY_CLIP_NAME, save_tiny_clip
+
+    ckpt = save_tiny_clip(directory, seed=seed)
+    return [
+        "--clip-model",
+        TINY_CLIP_NAME,
+        "--clip-model-config",
+        str(directory / f"{TINY_CLIP_NAME}.json"),
+        "--clip-checkpoint",
+        str(ckpt),
+    ]

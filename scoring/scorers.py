@@ -1,0 +1,161 @@
+"""The scorers a worker runs, each with a version that changes with its model and policy.
+
+Each adapter turns a model's own output into ``ScoreOutcome``s; building one loads its model
+(explicit device and precision), so nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from db.queries.scoring import ScorerKey
+from scoring.base import ScoreOutcome, Scorer
+
+SCORER_NAMES = ("clip", "nsfw")
+
+
+def _file_digest(path: str | Path, n: int = 12) -> str:
+    """Short sha256 of a file (identifies local weights in a scorer version)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:n]
+
+
+class ClipAlignmentScorer:
+    """CLIPScore of each image against its prompt (value in [0, 100])."""
+
+    def __init__(self, cfg: object, batch_size: int = 64) -> None:
+        from scoring.clip import ClipScorer, load_clip
+
+        self.clip = load_clip(cfg)  # type: ignore[arg-type]
+        self._scorer = ClipScorer(self.clip, batch_size=batch_size)
+        weights = (
+            f"file-{_file_digest(cfg.checkpoint)}"  # type: ignore[attr-defined]
+            if cfg.checkpoint  # type: ignore[attr-defined]
+            else cfg.pretrained  # type: ignore[attr-defined]
+        )
+        self.key = ScorerKey("clip", f"{self.clip.model_name}/{weights}")
+
+    def score(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[ScoreOutcome]:
+        """CLIPScore per image, with the cosine and prompt truncation in the details."""
+        return [
+            ScoreOutcome(
+                s.score,
+                None,
+                {
+                    "cosine": s.cosine,
+                    "truncated": s.truncated,
+                    "n_tokens": s.n_tokens,
+                    "precision": self.clip.precision,
+                },
+            )
+            for s in self._scorer.score(list(images), list(prompts))
+        ]
+
+
+class NsfwScorer:
+    """NudeNet 320n, batched: flagged when a policy label scores at or over the threshold."""
+
+    def __init__(self, device: str = "cpu", batch_size: int = 32, policy: object = None) -> None:
+        from scoring.nsfw import NsfwPolicy, default_model_path, load_nsfw_detector
+
+        self.policy = policy or NsfwPolicy()
+        self.detector = load_nsfw_detector(device=device, batch_size=batch_size)
+        labels = ",".join(sorted(self.policy.labels))  # type: ignore[attr-defined]
+        digest = hashlib.sha256(labels.encode()).hexdigest()[:8]
+        self.key = ScorerKey(
+            "nsfw",
+            f"nudenet-320n-{_file_digest(default_model_path())}"
+            f"/t{self.policy.threshold:g}/labels-{digest}",  # type: ignore[attr-defined]
+        )
+
+    def score(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[ScoreOutcome]:
+        """The highest policy-label score per image (0 when none), the flag and the boxes."""
+        from scoring.nsfw import flag
+
+        out = []
+        for dets in self.detector.detect_batch(list(images)):
+            res = flag(dets, self.policy)  # type: ignore[arg-type]
+            out.append(ScoreOutcome(res.max_score, res.flagged, res.details))
+        return out
+
+
+@dataclass(frozen=True)
+class ScorerOptions:
+    """What the CLI passes to build scorers."""
+
+    names: tuple[str, ...]
+    device: str = "auto"
+    batch_size: int = 64
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str | None = "laion2b_s34b_b79k"
+    clip_checkpoint: str | None = None
+    clip_model_config: str | None = None  # an open_clip model config JSON (custom models)
+    nsfw_threshold: float = 0.5
+    nsfw_labels: tuple[str, ...] | None = None
+
+
+def resolve_device(device: str) -> str:
+    """'auto' → 'cuda' when a GPU is visible to torch, else 'cpu'."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _register_model_config(path: str, model_name: str) -> None:
+    """Make a custom architecture known to open_clip under its file's stem."""
+    import open_clip
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--clip-model-config {path}: no such file")
+    if p.stem != model_name:
+        raise ValueError(
+            f"--clip-model-config {path} defines model {p.stem!r} but --clip-model is "
+            f"{model_name!r}; pass --clip-model {p.stem}"
+        )
+    open_clip.add_model_config(p)
+
+
+def build_scorers(opts: ScorerOptions) -> list[Scorer]:
+    """Load every requested scorer (models load here, on ``opts.device``)."""
+    unknown = set(opts.names) - set(SCORER_NAMES)
+    if unknown:
+        raise ValueError(
+            f"--scorers: unknown scorer {', '.join(sorted(unknown))}; choose from "
+            f"{', '.join(SCORER_NAMES)}"
+        )
+    device = resolve_device(opts.device)
+    scorers: list[Scorer] = []
+    for name in opts.names:
+        if name == "clip":
+            from scoring.clip import ClipConfig
+
+            if opts.clip_model_config:
+                _register_model_config(opts.clip_model_config, opts.clip_model)
+
+            cfg = ClipConfig(
+                model_name=opts.clip_model,
+                pretrained=opts.clip_pretrained,
+                checkpoint=opts.clip_checkpoint,
+                device=device,
+            )
+            scorers.append(ClipAlignmentScorer(cfg, batch_size=opts.batch_size))
+        else:
+            from scoring.nsfw import NsfwPolicy
+
+            policy = NsfwPolicy(
+                **({"labels": frozenset(opts.nsfw_labels)} if opts.nsfw_labels else {}),
+                threshold=opts.nsfw_threshold,
+            )
+            scorers.append(NsfwScorer(device, opts.batch_size, policy))
+    return scorers

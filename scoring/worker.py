@@ -1,0 +1,248 @@
+"""The scoring worker loop: claim → load images → score → write, exactly once per scorer.
+
+Loading the next batch (claim + image decoding, on threads) overlaps scoring the current
+one, so the GPU is not left waiting for JPEG decoding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psycopg
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+
+from db.queries import scoring as sql
+from diffwatch.errors import first_line
+from scoring.base import Scorer
+from scoring.images import ImageFailure, LoadedImage, load_images
+
+log = logging.getLogger(__name__)
+
+DB_DOWN_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+@dataclass
+class WorkerSummary:
+    """Totals of a worker run (counts of generations and results, seconds)."""
+
+    batches: int = 0
+    claimed: int = 0
+    results: int = 0
+    failures: int = 0
+    stale: int = 0
+    elapsed_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready totals with the rate (images/s)."""
+        d = asdict(self)
+        d["elapsed_s"] = round(self.elapsed_s, 3)
+        d["images_per_s"] = round(self.claimed / self.elapsed_s, 1) if self.elapsed_s else None
+        return d
+
+
+@dataclass
+class _Batch:
+    token: str
+    claimed: list[sql.Claimed]
+    images: list[LoadedImage | ImageFailure]
+
+
+class ScoringWorker:
+    """Scores generations with a set of scorers until there is nothing left (or forever)."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        scorers: Sequence[Scorer],
+        *,
+        batch_size: int = 64,
+        lease_s: float = 300.0,
+        max_attempts: int = 3,
+        load_threads: int = 8,
+        name: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        if not scorers:
+            raise ValueError("a scoring worker needs at least one scorer")
+        self.conninfo = conninfo
+        self.scorers = list(scorers)
+        self.keys = [s.key for s in self.scorers]
+        self.batch_size = batch_size
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self.load_threads = load_threads
+        self.name = name or f"score@{socket.gethostname()}"
+        self.progress = progress
+        # Claims run on the prefetch thread while results are written on this one: each
+        # has its own connection, since transactions on one connection cannot interleave.
+        self._conns: dict[str, psycopg.Connection] = {}
+
+    def _connection(self, role: str = "write") -> psycopg.Connection:
+        conn = self._conns.get(role)
+        if conn is None or conn.closed:
+            conn = self._conns[role] = psycopg.connect(self.conninfo, autocommit=True)
+        return conn
+
+    def close(self) -> None:
+        """Close the database connections."""
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+    def pending(self) -> int:
+        """Generations still to score by some scorer of this worker."""
+        return sql.pending(self._connection(), self.keys, self.max_attempts)
+
+    # -- one batch ----------------------------------------------------------------------
+    def _fetch(self, limit: int) -> _Batch:
+        token = uuid.uuid4().hex
+        claimed = sql.claim(
+            self._connection("claim"),
+            self.keys,
+            worker=self.name,
+            token=token,
+            limit=limit,
+            lease_s=self.lease_s,
+            max_attempts=self.max_attempts,
+        )
+        images = load_images([c.image_uri for c in claimed], workers=self.load_threads)
+        return _Batch(token, claimed, images)
+
+    def _score_and_write(self, batch: _Batch) -> sql.WriteResult:
+        results: list[sql.ResultRow] = []
+        failures: list[sql.FailureRow] = []
+        for scorer in self.scorers:
+            wanted = str(scorer.key)
+            todo = [i for i, c in enumerate(batch.claimed) if wanted in c.missing]
+            good = [i for i in todo if isinstance(batch.images[i], LoadedImage)]
+            for i in todo:
+                img = batch.images[i]
+                if isinstance(img, ImageFailure):
+                    failures.append(
+                        sql.FailureRow(
+                            batch.claimed[i].generation_id,
+                            scorer.key,
+                            img.kind,
+                            img.reason,
+                            img.transient,
+                            img.attempts,
+                        )
+                    )
+            if not good:
+                continue
+            outcomes = scorer.score(
+                [batch.images[i].rgb for i in good],  # type: ignore[union-attr]
+                [batch.claimed[i].prompt for i in good],
+            )
+            for i, out in zip(good, outcomes, strict=True):
+                results.append(
+                    sql.ResultRow(
+                        batch.claimed[i].generation_id,
+                        scorer.key,
+                        out.value,
+                        out.flagged,
+                        out.details,
+                    )
+                )
+        written = sql.write(
+            self._connection(),
+            self.keys,
+            batch.token,
+            [c.generation_id for c in batch.claimed],
+            results,
+            failures,
+            self.name,
+        )
+        if written.stale:
+            log.warning(
+                "lease lost for %d generations (took longer than --lease-s %.0f s?): "
+                "their results were not written; another worker scores them",
+                len(written.stale),
+                self.lease_s,
+            )
+        return written
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        follow: bool = False,
+        limit: int | None = None,
+        poll_s: float = 2.0,
+        max_backoff_s: float = 30.0,
+    ) -> WorkerSummary:
+        """Score until nothing is left (or, with ``follow``, until ``stop`` is set)."""
+        total = WorkerSummary()
+        t0 = time.perf_counter()
+        down = {"flag": False}
+
+        def went_down(rs: RetryCallState) -> None:
+            self.close()
+            if not down["flag"]:
+                down["flag"] = True
+                exc = rs.outcome.exception() if rs.outcome else None
+                log.warning(
+                    "database unavailable (%s); retrying with backoff up to %.0f s. "
+                    "Leases of unfinished work expire and are claimed again.",
+                    first_line(exc),
+                    max_backoff_s,
+                )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(DB_DOWN_ERRORS),
+            wait=wait_exponential(multiplier=0.2, max=max_backoff_s),
+            stop=lambda _rs: stop.is_set(),
+            before_sleep=went_down,
+            sleep=stop.wait,
+            reraise=True,
+        )
+
+        def room() -> int:
+            left = self.batch_size if limit is None else min(self.batch_size, limit - total.claimed)
+            return max(left, 0)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool:
+            nxt: Future[_Batch] | None = None
+            while not stop.is_set():
+                try:
+                    batch = nxt.result() if nxt is not None else retrying(self._fetch, room())
+                    nxt = None
+                    if not batch.claimed:
+                        if not follow or (limit is not None and total.claimed >= limit):
+                            break
+                        stop.wait(poll_s)
+                        continue
+                    total.claimed += len(batch.claimed)
+                    if room() and not stop.is_set():
+                        nxt = pool.submit(self._fetch, room())
+                    written = retrying(self._score_and_write, batch)
+                except DB_DOWN_ERRORS:
+                    if stop.is_set():
+                        break
+                    raise
+                if down["flag"]:
+                    down["flag"] = False
+                    log.warning("database reachable again; scoring resumed")
+                total.batches += 1
+                total.results += written.results
+                total.failures += written.failures
+                total.stale += len(written.stale)
+                if self.progress:
+                    self.progress(len(batch.claimed))
+                if limit is not None and total.claimed >= limit and nxt is None:
+                    break
+            if nxt is not None:  # stopping: give back what was prefetched
+                with contextlib.suppress(*DB_DOWN_ERRORS):  # else the leases expire
+                    sql.release(self._connection(), self.keys, nxt.result().token)
+        total.elapsed_s = time.perf_counter() - t0
+        return total

@@ -1,0 +1,71 @@
+"""``diffwatch score`` end to end on CPU: real tiny CLIP, real NudeNet, real bad images."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from diffwatch.cli import build
+from tests.helpers import seed_with_images, tiny_clip_args
+
+
+def score(db_url: str, *args: str) -> dict:
+    res = CliRunner().invoke(
+        build(), ["score", "--device", "cpu", "--json", "--database-url", db_url, *args]
+    )
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_scores_once_records_bad_images_and_rescoring_is_a_no_op(tmp_path, db_url, conninfo, sql):
+    paths = seed_with_images(conninfo, tmp_path / "d", 12)
+    paths[3].unlink()  # missing
+    paths[5].write_bytes(paths[5].read_bytes()[:60])  # truncated PNG
+    paths[7].write_text("<html>not an image</html>")
+    clip = tiny_clip_args(tmp_path / "m")
+    first = score(db_url, "--scorers", "clip,nsfw", "--batch-size", "5", *clip)
+    assert (first["claimed"], first["results"], first["failures"]) == (12, 18, 6)
+    rows = sql(
+        "SELECT scorer, count(*), min(value), max(value) FROM scorer_results GROUP BY 1 ORDER BY 1"
+    )
+    assert [(r[0], r[1]) for r in rows] == [("clip", 9), ("nsfw", 9)]
+    assert 0 <= rows[0][2] <= rows[0][3] <= 100  # CLIPScore range
+    details = sql("SELECT details FROM scorer_results WHERE scorer = 'clip' LIMIT 1")[0][0]
+    assert set(details) >= {"cosine", "truncated", "n_tokens"}
+    errors = sql("SELECT generation_id, scorer, kind, reason FROM scoring_errors ORDER BY 1, 2")
+    assert {(g, k) for g, _, k, _ in errors} == {
+        (4, "missing"),
+        (6, "truncated"),
+        (8, "not_an_image"),
+    }
+    assert all(str(paths[g - 1]) in reason for g, _, _, reason in errors)
+    # Nothing left: a second run claims nothing and writes nothing.
+    again = score(db_url, "--scorers", "clip,nsfw", *clip)
+    assert (again["claimed"], again["results"]) == (0, 0)
+    # Other weights are another scorer version: everything scores again, once.
+    other = score(db_url, "--scorers", "clip", *tiny_clip_args(tmp_path / "m2", seed=1))
+    assert (other["claimed"], other["results"]) == (12, 9)
+    assert sql("SELECT count(DISTINCT scorer_version) FROM scorer_results WHERE scorer='clip'") == [
+        (2,)
+    ]
+
+
+def test_unloadable_clip_weights_give_one_clear_error(tmp_path, db_url):
+    missing = tmp_path / "nope.bin"
+    res = CliRunner().invoke(
+        build(),
+        [
+            "score",
+            "--scorers",
+            "clip",
+            "--device",
+            "cpu",
+            "--clip-checkpoint",
+            str(missing),
+            "--database-url",
+            db_url,
+        ],
+    )
+    assert res.exit_code == 1
+    assert "never" in res.output and str(missing) in res.output
