@@ -1,4 +1,5 @@
-"""Run the demo: the simulated service writes while the real log collector ingests."""
+"""Run the demo: the simulated service writes while the real log collector ingests, then
+the real scoring worker scores a sample of what was stored."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from db.queries import demo as demo_sql
 from diffwatch.demo import store
 from diffwatch.demo.files import log_glob
 from diffwatch.demo.fleet import SOURCE, build_fleet
+from diffwatch.demo.scoring import ScoreOptions, ScoringReport, load_scorers, score_demo
 from diffwatch.demo.service import (
     ServiceStats,
     SimulatedService,
@@ -37,6 +39,7 @@ class DemoOptions:
     rate: float = 20.0
     seed: int = 0
     end: datetime | None = None  # default: now
+    score: ScoreOptions | None = field(default_factory=ScoreOptions)  # None: no scoring
 
 
 @dataclass
@@ -46,6 +49,8 @@ class Progress:
     start: Callable[[int, int], None] = lambda minutes, pending_bytes: None
     minute: Callable[[Minute, int], None] = lambda minute, bytes_written: None
     ingested: Callable[[int], None] = lambda nbytes: None
+    score_start: Callable[[int], None] = lambda images: None
+    scored: Callable[[int], None] = lambda images: None
 
 
 @dataclass
@@ -61,6 +66,7 @@ class DemoResult:
     service: ServiceStats
     collected: CollectSummary
     totals: demo_sql.Totals
+    scoring: ScoringReport | None = None
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -77,9 +83,13 @@ def _iso(minute: int) -> str:
 
 
 def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None) -> DemoResult:
-    """Simulate the minutes of the window not stored yet, ingest them, and count what is stored."""
+    """Simulate the minutes of the window not stored yet, ingest them, score a sample, count.
+
+    Scorers load first, so a CLIP checkpoint that does not load fails before any work.
+    """
     t0 = time.perf_counter()
     progress = progress or Progress()
+    loaded = load_scorers(opts.score) if opts.score else None
     end = minute_of(opts.end or datetime.now(UTC))  # whole minutes: all in the past
     start = end - round(opts.hours * 60)
     opts.out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +124,12 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
                 f"the database already held {len(stored)} of the {end - start} minutes of "
                 "this window; only the others were simulated"
             )
+    scoring = None
+    if loaded and opts.score:
+        scoring = score_demo(
+            conninfo, loaded, opts.score.limit, progress.score_start, progress.scored
+        )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         totals = demo_sql.totals(conn, MODEL, SOURCE)
     simulated = [m for r in ranges for m in (r[0], r[-1])]
     return DemoResult(
@@ -126,6 +142,7 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
         service=service.stats,
         collected=collected,
         totals=totals,
+        scoring=scoring,
         elapsed_s=time.perf_counter() - t0,
         notes=notes,
     )

@@ -28,6 +28,7 @@ def demo(db_url: str, out: Path, *extra: str, end: datetime = END) -> dict:
             "--out", str(out),
             "--database-url", db_url,
             "--json",
+            "--score-limit", "3",
             *extra,
         ],
     )  # fmt: skip
@@ -140,7 +141,7 @@ def test_human_summary_shows_counts_and_how_to_look(tmp_path, db_url, conninfo):
         build(),
         [
             "demo", "--hours", "0.5", "--rate", "5", "--end", END.isoformat(),
-            "--out", str(tmp_path), "--database-url", db_url,
+            "--out", str(tmp_path), "--database-url", db_url, "--score-limit", "3",
         ],
     )  # fmt: skip
     assert res.exit_code == 0, res.output

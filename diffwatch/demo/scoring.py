@@ -1,0 +1,279 @@
+"""The demo's scoring step: the real scoring worker on CPU over a bounded sample.
+
+NSFW (NudeNet, whose model ships in its wheel) always runs. CLIP runs only when its weights
+are on this machine: a ``--clip-checkpoint`` file, or the pretrained tag's file already in
+the Hugging Face cache (looked up with the hub forced offline, so nothing waits on the
+network). Otherwise CLIP is skipped with one line saying how to turn it on; no score is
+ever made up.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from diffwatch.errors import first_line
+from scoring.clip_config import DEFAULT_MODEL, DEFAULT_PRETRAINED
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from scoring.base import ScoreOutcome, Scorer
+
+DEFAULT_SCORE_LIMIT = 600  # generations a run scores: ~20-30 s of NudeNet on 2 CPU cores
+BATCH_SIZE = 32  # generations a claim
+# Images a model runs at once: on 2 CPU cores NudeNet is as fast at 8 as at 32, and
+# onnxruntime's memory grows with the batch (measured: 260 MB peak RSS at 8, 590 MB at 32).
+MODEL_BATCH = 8
+LOAD_THREADS = 4  # PNG decoding threads
+HF_WEIGHTS_FILE = "open_clip_pytorch_model.bin"  # open_clip's default file in a hub repo
+HF_SAFE_WEIGHTS_FILE = "open_clip_model.safetensors"  # looked for first by open_clip
+# Where open_clip fetches the default tag (its pretrained.py; a unit test keeps this in
+# sync): known here so the demo's cache check imports neither open_clip nor torch (4 s and
+# 700 MB on a 2-core box) when the weights are not there anyway.
+DEFAULT_HUB_LOCATION = ("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", HF_WEIGHTS_FILE)
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How the demo scores: ``limit`` generations at most (0: all pending), CLIP weights."""
+
+    limit: int = DEFAULT_SCORE_LIMIT
+    batch_size: int = MODEL_BATCH  # images per model batch
+    clip_model: str = DEFAULT_MODEL
+    clip_pretrained: str | None = DEFAULT_PRETRAINED
+    clip_checkpoint: str | None = None
+    clip_model_config: str | None = None
+
+
+class CountingScorer:
+    """A scorer that passes outcomes through and counts them (for the demo's summary)."""
+
+    def __init__(self, inner: Scorer) -> None:
+        self.inner = inner
+        self.key = inner.key
+        self.scored = 0
+        self.flagged = 0
+        self.value_sum = 0.0
+
+    def score(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[ScoreOutcome]:
+        """The inner scorer's outcomes, unchanged."""
+        out = self.inner.score(images, prompts)
+        self.scored += len(out)
+        self.flagged += sum(o.flagged is True for o in out)
+        self.value_sum += sum(o.value for o in out if o.value is not None)
+        return out
+
+
+@dataclass
+class ScorerReport:
+    """One scorer's part of a run: images scored, how many flagged, the mean score."""
+
+    name: str
+    version: str
+    scored: int = 0
+    flagged: int | None = None  # NSFW only
+    mean: float | None = None  # CLIP only: mean CLIPScore, 0..100
+
+
+@dataclass
+class ScoringReport:
+    """What the demo's scoring step did (counts of generations, images and rows; seconds)."""
+
+    limit: int  # 0: all pending
+    scorers: list[ScorerReport] = field(default_factory=list)
+    clip: str = ""  # the CLIP scorer's version, or "not configured (why; how to enable)"
+    claimed: int = 0  # generations claimed and scored (or failed)
+    results: int = 0  # rows written to scorer_results
+    errors: int = 0  # rows written to scoring_errors (images that could not be read)
+    stale: int = 0  # generations refused after a lost lease
+    pending: int = 0  # generations still unscored by some scorer after this run
+    elapsed_s: float = 0.0
+    images_per_s: float | None = None
+
+
+class ScorerLoadError(Exception):
+    """A scorer the user asked for could not be loaded; ``code`` is the exit status to use."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class LoadedScorers:
+    """The scorers the demo runs, and why CLIP is not among them when it is not."""
+
+    scorers: list[CountingScorer]
+    clip_skipped: str | None = None  # "why; how to enable", or None when CLIP loaded
+
+
+def _hub_location(model: str, tag: str) -> tuple[str, str] | None:
+    """(repo id, file) of a pretrained tag's weights on the Hugging Face Hub, or None."""
+    cleaned = tag.lower().replace("-", "_")  # open_clip's own tag matching
+    if (model, cleaned) == (DEFAULT_MODEL, DEFAULT_PRETRAINED):
+        return DEFAULT_HUB_LOCATION
+    import open_clip
+
+    if cleaned not in open_clip.list_pretrained_tags_by_model(model):
+        return None
+    hub = open_clip.get_pretrained_cfg(model, cleaned).get("hf_hub", "")
+    if not hub:
+        return None
+    repo, filename = os.path.split(hub)  # 'org/name/' means the default file
+    return repo, filename or HF_WEIGHTS_FILE
+
+
+def _cached_file(repo: str, filename: str) -> str | None:
+    """The cached path of a hub file (either file open_clip would load), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    names = [filename]
+    if filename == HF_WEIGHTS_FILE:
+        names.insert(0, HF_SAFE_WEIGHTS_FILE)
+    elif filename.endswith((".bin", ".pth")):
+        names.insert(0, filename[:-4] + ".safetensors")
+    for name in names:
+        path = try_to_load_from_cache(repo, name)
+        if isinstance(path, str):
+            return path
+    return None
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """Force the Hugging Face hub offline (cache only) for the block, then restore it."""
+    import huggingface_hub.constants as hf
+
+    old_env, old_flag = os.environ.get("HF_HUB_OFFLINE"), hf.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    hf.HF_HUB_OFFLINE = True  # read at import; the library checks this flag per request
+    try:
+        yield
+    finally:
+        hf.HF_HUB_OFFLINE = old_flag
+        if old_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old_env
+
+
+def how_to_enable_clip(model: str, tag: str | None) -> str:
+    """One short sentence: where to get CLIP weights and which option to pass."""
+    where = _hub_location(model, tag) if tag else None
+    url = f"https://huggingface.co/{where[0]}/resolve/main/{where[1]} " if where else ""
+    return (
+        f"to enable it, download {url or 'an open_clip weights file '}"
+        "and pass --clip-checkpoint PATH (docs/clip.md)"
+    )
+
+
+def _scorer_options(opts: ScoreOptions, name: str) -> Any:
+    from scoring.scorers import ScorerOptions
+
+    return ScorerOptions(
+        names=(name,),
+        device="cpu",
+        batch_size=opts.batch_size,
+        clip_model=opts.clip_model,
+        clip_pretrained=opts.clip_pretrained,
+        clip_checkpoint=opts.clip_checkpoint,
+        clip_model_config=opts.clip_model_config,
+    )
+
+
+def load_scorers(opts: ScoreOptions) -> LoadedScorers:
+    """NSFW, plus CLIP when its weights are here (raises only for a given --clip-checkpoint).
+
+    With ``clip_checkpoint`` set, a file that cannot be loaded raises ScorerLoadError
+    (code 1 for weights, 2 for a bad model name or config): the user asked for it.
+    Without one, the pretrained tag is loaded only if it is in the Hugging Face cache,
+    with the hub offline; else CLIP is skipped and ``clip_skipped`` says why and how.
+    """
+    from scoring.clip_config import ClipWeightsError
+    from scoring.scorers import build_scorers
+
+    scorers = [CountingScorer(s) for s in build_scorers(_scorer_options(opts, "nsfw"))]
+    if opts.clip_checkpoint:
+        try:
+            clip = build_scorers(_scorer_options(opts, "clip"))
+        except ClipWeightsError as exc:
+            raise ScorerLoadError(str(exc), 1) from exc
+        except (ValueError, RuntimeError, FileNotFoundError) as exc:
+            raise ScorerLoadError(first_line(exc), 2) from exc
+        return LoadedScorers(scorers + [CountingScorer(s) for s in clip])
+    model, tag = opts.clip_model, opts.clip_pretrained or ""
+    where = _hub_location(model, tag) if tag else None
+    if where is None:
+        why = f"no --clip-checkpoint, and {tag!r} is not a Hugging Face Hub tag of {model}"
+    elif _cached_file(*where) is None:
+        why = f"{model} {tag} weights are not in the Hugging Face cache"
+    else:
+        try:
+            with hub_offline():
+                clip = build_scorers(_scorer_options(opts, "clip"))
+            return LoadedScorers(scorers + [CountingScorer(s) for s in clip])
+        except ClipWeightsError as exc:
+            why = f"{model} {tag} weights in the Hugging Face cache did not load"
+            why += f" ({_short(exc.reason)})"
+    return LoadedScorers(scorers, f"{why}; {how_to_enable_clip(model, tag)}")
+
+
+def _short(text: str, n: int = 100) -> str:
+    """The first sentence of ``text``, at most ``n`` characters."""
+    first = text.split(". ")[0].rstrip(".")
+    return first if len(first) <= n else first[: n - 3] + "..."
+
+
+def score_demo(
+    conninfo: str,
+    loaded: LoadedScorers,
+    limit: int,
+    on_start: Callable[[int], None] = lambda total: None,
+    on_scored: Callable[[int], None] = lambda n: None,
+) -> ScoringReport:
+    """Score up to ``limit`` pending generations (0: all) in id order with the real worker."""
+    from scoring.worker import ScoringWorker
+
+    t0 = time.perf_counter()
+    worker = ScoringWorker(
+        conninfo,
+        loaded.scorers,
+        batch_size=BATCH_SIZE,
+        load_threads=LOAD_THREADS,
+        name=f"demo@{socket.gethostname()}",
+        progress=on_scored,
+    )
+    try:
+        todo = worker.pending()
+        on_start(min(todo, limit) if limit else todo)
+        summary = worker.run(threading.Event(), limit=limit or None)
+        left = worker.pending()
+    finally:
+        worker.close()
+    report = ScoringReport(
+        limit=limit,
+        claimed=summary.claimed,
+        results=summary.results,
+        errors=summary.failures,
+        stale=summary.stale,
+        pending=left,
+        elapsed_s=time.perf_counter() - t0,
+        images_per_s=summary.as_dict()["images_per_s"],
+    )
+    for s in loaded.scorers:
+        r = ScorerReport(s.key.scorer, s.key.version, s.scored)
+        if s.key.scorer == "nsfw":
+            r.flagged = s.flagged
+        elif s.scored:
+            r.mean = round(s.value_sum / s.scored, 2)
+        report.scorers.append(r)
+    clip = [s.key.version for s in loaded.scorers if s.key.scorer == "clip"]
+    report.clip = clip[0] if clip else f"not configured ({loaded.clip_skipped})"
+    return report
