@@ -63,6 +63,14 @@ def register(app: typer.Typer) -> None:
             int, typer.Option(min=1, help="Tries for an image failing with transient I/O errors.")
         ] = 3,
         load_threads: Annotated[int, typer.Option(min=1, help="Image decoding threads.")] = 8,
+        torch_threads: Annotated[
+            int | None,
+            typer.Option(
+                min=1,
+                help="CPU threads for model compute (lower it when several "
+                "workers share a host's CPUs).",
+            ),
+        ] = None,
         name: Annotated[
             str | None, typer.Option(help="Worker name stored with results (default score@HOST).")
         ] = None,
@@ -93,6 +101,7 @@ def _score(a: dict) -> None:
         clip_pretrained=a["clip_pretrained"],
         clip_checkpoint=a["clip_checkpoint"],
         clip_model_config=a["clip_model_config"],
+        torch_threads=a["torch_threads"],
         nsfw_threshold=a["nsfw_threshold"],
         nsfw_labels=tuple(x.strip() for x in a["nsfw_labels"].split(","))
         if a["nsfw_labels"]

@@ -100,6 +100,7 @@ class ScorerOptions:
     clip_model_config: str | None = None  # an open_clip model config JSON (custom models)
     nsfw_threshold: float = 0.5
     nsfw_labels: tuple[str, ...] | None = None
+    torch_threads: int | None = None  # CPU threads per worker (several workers on one host)
 
 
 def resolve_device(device: str) -> str:
@@ -135,6 +136,10 @@ def build_scorers(opts: ScorerOptions) -> list[Scorer]:
             f"{', '.join(SCORER_NAMES)}"
         )
     device = resolve_device(opts.device)
+    if opts.torch_threads:
+        import torch
+
+        torch.set_num_threads(opts.torch_threads)
     scorers: list[Scorer] = []
     for name in opts.names:
         if name == "clip":

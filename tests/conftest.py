@@ -47,13 +47,29 @@ def _create_database(admin_url: str, name: str) -> str:
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
+def _drop_orphans(admin_url: str) -> None:
+    """Drop test databases left by test processes that died before cleaning up."""
+    with psycopg.connect(raw_conninfo(admin_url), autocommit=True) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'dwtest\\_%'")]
+        for name in names:
+            pid = int(name.split("_")[1])
+            if not Path(f"/proc/{pid}").exists():
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
-def empty_db_factory(pg_admin_url: str, worker_id: str):
-    """Make fresh empty databases on the test server, named per xdist worker."""
+def empty_db_factory(pg_admin_url: str):
+    """Make fresh empty databases on the test server, one set per test process.
+
+    Names carry the process id, so test runs side by side (xdist workers, or two people's
+    runs on one server) never share a database.
+    """
     made: list[str] = []
+    _drop_orphans(pg_admin_url)
 
     def make(suffix: str) -> str:
-        name = f"diffwatch_test_{worker_id}_{suffix}"
+        name = f"dwtest_{os.getpid()}_{suffix}"
         made.append(name)
         return _create_database(pg_admin_url, name)
 

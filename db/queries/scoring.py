@@ -103,9 +103,27 @@ WITH wanted(scorer, version) AS (
         WHERE scoring_leases.expires_at <= now()
     RETURNING generation_id
 )
+SELECT generation_id FROM leased
+"""
+
+# A claim statement's snapshot can predate another worker's write of the same generation
+# (that worker claimed, scored and released it while this statement waited on locks).
+# This second statement sees a fresh snapshot: it drops such leases and lists the rest.
+_RECHECK = f"""
+WITH wanted(scorer, version) AS (
+    SELECT * FROM unnest(%(scorers)s::text[], %(versions)s::text[])
+), done AS (
+    DELETE FROM scoring_leases l USING generations g
+    WHERE l.token = %(token)s AND l.scorer_set = %(set)s AND g.id = l.generation_id
+      AND l.generation_id = ANY(%(ids)s)
+      AND NOT EXISTS (SELECT 1 FROM wanted w WHERE {_NEEDS})
+    RETURNING l.generation_id
+)
 SELECT g.id, g.image_uri, g.prompt,
        ARRAY(SELECT w.scorer || ':' || w.version FROM wanted w WHERE {_NEEDS})
-FROM leased JOIN generations g ON g.id = leased.generation_id
+FROM scoring_leases l JOIN generations g ON g.id = l.generation_id
+WHERE l.token = %(token)s AND l.scorer_set = %(set)s AND l.generation_id = ANY(%(ids)s)
+  AND l.generation_id NOT IN (SELECT generation_id FROM done)
 ORDER BY g.id
 """
 
@@ -137,7 +155,10 @@ def claim(
         "lease_s": lease_s,
     }
     with conn.transaction():
-        rows = conn.execute(_CLAIM, params).fetchall()
+        ids = [r[0] for r in conn.execute(_CLAIM, params)]
+        if not ids:
+            return []
+        rows = conn.execute(_RECHECK, params | {"ids": ids}).fetchall()
     return [Claimed(gid, uri, prompt, tuple(missing)) for gid, uri, prompt, missing in rows]
 
 
@@ -177,6 +198,7 @@ def write(
         }
         ok_results = [r for r in results if r.generation_id in held]
         ok_failures = [f for f in failures if f.generation_id in held]
+        stored = 0
         if ok_results:
             cur.executemany(
                 "INSERT INTO scorer_results (generation_id, scorer, scorer_version, value,"
@@ -195,6 +217,7 @@ def write(
                     for r in ok_results
                 ],
             )
+            stored = cur.rowcount  # rows really inserted (a duplicate is skipped)
             # A scorer that succeeds after transient failures leaves no error behind.
             cur.executemany(
                 "DELETE FROM scoring_errors WHERE generation_id = %s AND scorer = %s"
@@ -229,7 +252,7 @@ def write(
             (scorer_set(keys), token, list(held)),
         )
     stale = tuple(sorted(set(generation_ids) - held))
-    return WriteResult(len(ok_results), len(ok_failures), stale)
+    return WriteResult(stored, len(ok_failures), stale)
 
 
 def release(conn: psycopg.Connection, keys: Sequence[ScorerKey], token: str) -> None:

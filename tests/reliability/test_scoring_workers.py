@@ -26,7 +26,21 @@ def test_eight_concurrent_workers_score_every_generation_exactly_once(
     n = 5000
     seed_with_images(conninfo, tmp_path / "d", n, size=32)
     clip = tiny_clip_args(tmp_path / "m")
-    procs = [worker(db_url, clip, "--batch-size", "32", "--name", f"w{i}") for i in range(8)]
+    procs = [
+        worker(
+            db_url,
+            clip,
+            "--batch-size",
+            "32",
+            "--name",
+            f"w{i}",
+            "--torch-threads",
+            "1",
+            "--load-threads",
+            "2",
+        )
+        for i in range(8)
+    ]
     summaries = []
     for p in procs:
         out, err = p.communicate(timeout=600)
