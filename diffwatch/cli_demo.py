@@ -69,7 +69,7 @@ def demo(
         typer.Option(
             min=0,
             help="Score at most this many generations, oldest unscored first "
-            "(0: all; NudeNet scores about 28 images/s on 2 CPU cores).",
+            "(0: all; about 60 images/s on 2 idle CPU cores).",
         ),
     ] = DEFAULT_SCORE_LIMIT,
     clip_checkpoint: Annotated[

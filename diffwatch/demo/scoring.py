@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
     from scoring.base import ScoreOutcome, Scorer
 
-DEFAULT_SCORE_LIMIT = 600  # generations a run scores: ~20-30 s of NudeNet on 2 CPU cores
+# Generations a run scores: 9 s on 2 idle CPU cores (NudeNet through the worker, 67 images/s),
+# about 40 s on a heavily shared one (15 images/s); all 28,000 would take minutes.
+DEFAULT_SCORE_LIMIT = 600
 BATCH_SIZE = 32  # generations a claim
 # Images a model runs at once: on 2 CPU cores NudeNet is as fast at 8 as at 32, and
 # onnxruntime's memory grows with the batch (measured: 260 MB peak RSS at 8, 590 MB at 32).
