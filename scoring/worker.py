@@ -18,16 +18,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import psycopg
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from db.queries import scoring as sql
-from diffwatch.errors import first_line
+from diffwatch.outage import DB_DOWN_ERRORS, OutageRetry
 from scoring.base import Scorer
 from scoring.images import ImageFailure, LoadedImage, load_images
 
 log = logging.getLogger(__name__)
-
-DB_DOWN_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 @dataclass
@@ -184,27 +181,13 @@ class ScoringWorker:
         """Score until nothing is left (or, with ``follow``, until ``stop`` is set)."""
         total = WorkerSummary()
         t0 = time.perf_counter()
-        down = {"flag": False}
-
-        def went_down(rs: RetryCallState) -> None:
-            self.close()
-            if not down["flag"]:
-                down["flag"] = True
-                exc = rs.outcome.exception() if rs.outcome else None
-                log.warning(
-                    "database unavailable (%s); retrying with backoff up to %.0f s. "
-                    "Leases of unfinished work expire and are claimed again.",
-                    first_line(exc),
-                    max_backoff_s,
-                )
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(DB_DOWN_ERRORS),
-            wait=wait_exponential(multiplier=0.2, max=max_backoff_s),
-            stop=lambda _rs: stop.is_set(),
-            before_sleep=went_down,
-            sleep=stop.wait,
-            reraise=True,
+        retrying = OutageRetry(
+            stop,
+            log,
+            on_down=self.close,
+            consequence="Leases of unfinished work expire and are claimed again.",
+            resumed="scoring resumed",
+            max_backoff_s=max_backoff_s,
         )
 
         def room() -> int:
@@ -224,15 +207,12 @@ class ScoringWorker:
                         continue
                     total.claimed += len(batch.claimed)
                     if room() and not stop.is_set():
-                        nxt = pool.submit(self._fetch, room())
+                        nxt = pool.submit(retrying, self._fetch, room())
                     written = retrying(self._score_and_write, batch)
                 except DB_DOWN_ERRORS:
                     if stop.is_set():
                         break
                     raise
-                if down["flag"]:
-                    down["flag"] = False
-                    log.warning("database reachable again; scoring resumed")
                 total.batches += 1
                 total.results += written.results
                 total.failures += written.failures

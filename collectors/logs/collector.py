@@ -14,21 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    wait_exponential,
-)
 
 from collectors.logs.batching import Source, batches
 from collectors.logs.tail import fingerprint, fingerprint_fd, is_compressed, iter_lines
 from db.queries import ingest
-from diffwatch.errors import first_line
+from diffwatch.outage import DB_DOWN_ERRORS, OutageRetry
 
 log = logging.getLogger(__name__)
-
-DB_DOWN_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def utcnow() -> datetime:
@@ -225,27 +217,13 @@ class LogCollector:
         """Tail until ``stop`` is set, surviving database outages without loss."""
         total = CollectSummary()
         t0 = time.perf_counter()
-        state = {"down": False}
-
-        def went_down(rs: RetryCallState) -> None:
-            self.close()
-            if not state["down"]:
-                state["down"] = True
-                exc = rs.outcome.exception() if rs.outcome else None
-                log.warning(
-                    "database unavailable (%s); retrying with backoff up to %.0f s. "
-                    "Nothing is lost: reading resumes from the last committed offset.",
-                    first_line(exc),
-                    max_backoff_s,
-                )
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(DB_DOWN_ERRORS),
-            wait=wait_exponential(multiplier=0.2, max=max_backoff_s),
-            stop=lambda _rs: stop.is_set(),
-            before_sleep=went_down,
-            sleep=stop.wait,
-            reraise=True,
+        retrying = OutageRetry(
+            stop,
+            log,
+            on_down=self.close,
+            consequence="Nothing is lost: reading resumes from the last committed offset.",
+            resumed="ingestion resumed",
+            max_backoff_s=max_backoff_s,
         )
         while not stop.is_set():
             try:
@@ -254,9 +232,6 @@ class LogCollector:
                 if stop.is_set():
                     break
                 raise
-            if state["down"]:
-                state["down"] = False
-                log.warning("database reachable again; ingestion resumed")
             total.add(summary)
             if on_pass:
                 on_pass(summary)
