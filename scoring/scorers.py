@@ -10,11 +10,16 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from db.queries.scoring import ScorerKey
 from scoring.base import ScoreOutcome, Scorer
+
+if TYPE_CHECKING:  # the model modules load torch/onnxruntime: import them only when used
+    from scoring.clip_config import ClipConfig
+    from scoring.nsfw import NsfwPolicy
 
 SCORER_NAMES = ("clip", "nsfw")
 
@@ -31,16 +36,12 @@ def _file_digest(path: str | Path, n: int = 12) -> str:
 class ClipAlignmentScorer:
     """CLIPScore of each image against its prompt (value in [0, 100])."""
 
-    def __init__(self, cfg: object, batch_size: int = 64) -> None:
+    def __init__(self, cfg: ClipConfig, batch_size: int = 64) -> None:
         from scoring.clip import ClipScorer, load_clip
 
-        self.clip = load_clip(cfg)  # type: ignore[arg-type]
+        self.clip = load_clip(cfg)
         self._scorer = ClipScorer(self.clip, batch_size=batch_size)
-        weights = (
-            f"file-{_file_digest(cfg.checkpoint)}"  # type: ignore[attr-defined]
-            if cfg.checkpoint  # type: ignore[attr-defined]
-            else cfg.pretrained  # type: ignore[attr-defined]
-        )
+        weights = f"file-{_file_digest(cfg.checkpoint)}" if cfg.checkpoint else cfg.pretrained
         self.key = ScorerKey("clip", f"{self.clip.model_name}/{weights}")
 
     def score(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[ScoreOutcome]:
@@ -63,17 +64,19 @@ class ClipAlignmentScorer:
 class NsfwScorer:
     """NudeNet 320n, batched: flagged when a policy label scores at or over the threshold."""
 
-    def __init__(self, device: str = "cpu", batch_size: int = 32, policy: object = None) -> None:
+    def __init__(
+        self, device: str = "cpu", batch_size: int = 32, policy: NsfwPolicy | None = None
+    ) -> None:
         from scoring.nsfw import NsfwPolicy, default_model_path, load_nsfw_detector
 
         self.policy = policy or NsfwPolicy()
         self.detector = load_nsfw_detector(device=device, batch_size=batch_size)
-        labels = ",".join(sorted(self.policy.labels))  # type: ignore[attr-defined]
+        labels = ",".join(sorted(self.policy.labels))
         digest = hashlib.sha256(labels.encode()).hexdigest()[:8]
         self.key = ScorerKey(
             "nsfw",
             f"nudenet-320n-{_file_digest(default_model_path())}"
-            f"/t{self.policy.threshold:g}/labels-{digest}",  # type: ignore[attr-defined]
+            f"/t{self.policy.threshold:g}/labels-{digest}",
         )
 
     def score(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[ScoreOutcome]:
@@ -82,7 +85,7 @@ class NsfwScorer:
 
         out = []
         for dets in self.detector.detect_batch(list(images)):
-            res = flag(dets, self.policy)  # type: ignore[arg-type]
+            res = flag(dets, self.policy)
             out.append(ScoreOutcome(res.max_score, res.flagged, res.details))
         return out
 
