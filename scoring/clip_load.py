@@ -89,6 +89,19 @@ def offline_fix(model_name: str, tag: str | None) -> str:
     )
 
 
+_READERS = ("torch/serialization.py", "torch/_weights_only_unpickler.py", "safetensors")
+
+
+def _raised_while_reading(exc: BaseException) -> bool:
+    """True when the exception came from inside torch's or safetensors' file reader."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    return last is not None and any(r in last.replace("\\", "/") for r in _READERS)
+
+
 def _file_reason(exc: BaseException) -> str | None:
     """Name the problem with a weights file from what torch.load / safetensors raised."""
     import pickle
@@ -99,6 +112,9 @@ def _file_reason(exc: BaseException) -> str | None:
         or type(exc).__name__ == "SafetensorError"
         or "PytorchStreamReader" in text
         or "magic number" in text
+        # Garbage can make torch's unpickler fail in many ways (IndexError, KeyError,
+        # UnicodeDecodeError, ...): whatever fails while reading the file is unreadable.
+        or _raised_while_reading(exc)
     )
     if unreadable:
         # torch's own text suggests weights_only=False, which would run pickled code.

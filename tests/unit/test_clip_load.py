@@ -75,7 +75,9 @@ def test_directory_as_checkpoint_is_a_clear_error(tiny_ckpt: Path, tmp_path: Pat
 
 def test_corrupt_checkpoint_file_is_a_clear_error(tiny_ckpt: Path, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.bin"
-    corrupt.write_bytes(os.urandom(4096))
+    corrupt.write_bytes(
+        os.urandom(4096)
+    )  # any garbage at all: every draw must give the same reason
     with pytest.raises(ClipWeightsError) as info:
         load_clip(tiny_clip_settings(corrupt))
     assert_clear_weights_error(info.value, TINY_CLIP_NAME, str(corrupt))
@@ -318,3 +320,21 @@ def test_importing_scoring_clip_loads_no_torch() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_every_kind_of_garbage_file_is_reported_as_unreadable(
+    tiny_ckpt: Path, tmp_path: Path
+) -> None:
+    # Seeded draws that make torch's unpickler fail with IndexError, KeyError and
+    # UnicodeDecodeError, not only UnpicklingError: all must read as "not readable".
+    import numpy as np
+
+    rng = np.random.default_rng(2026)
+    reasons = set()
+    for i in range(60):
+        f = tmp_path / f"garbage{i}.bin"
+        f.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        with pytest.raises(ClipWeightsError) as info:
+            load_clip(tiny_clip_settings(f))
+        reasons.add(info.value.reason.split(" (")[0])
+    assert reasons == {"not a readable weights file"}
