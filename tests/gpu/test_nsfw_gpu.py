@@ -14,13 +14,13 @@ from __future__ import annotations
 import random
 
 import pytest
+import torch
 
 from scoring.nsfw import DetectionThresholds, NsfwDetector
 from tests.fixtures.nsfw.compare import assert_same_detections, fixture_images, max_differences
 
 pytestmark = pytest.mark.gpu
 
-torch = pytest.importorskip("torch")
 
 SCORE_TOL = 1e-3  # probability
 BOX_TOL = 2  # px
@@ -30,7 +30,9 @@ LOW = DetectionThresholds(candidate=0.2 / 16, nms_score=0.25 / 16, nms_iou=0.45)
 @pytest.fixture(scope="module")
 def cuda() -> str:
     if not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU visible to torch")
+        pytest.fail(
+            "a gpu-marked test ran without a CUDA GPU visible to torch: run it on a GPU machine"
+        )
     return "cuda"
 
 
@@ -64,11 +66,14 @@ def test_torch_cuda_matches_cpu(cuda, thresholds):
     _check(cpu, gpu, minimum=60)
 
 
-def test_onnxruntime_cuda_matches_cpu(cuda):
+def test_onnxruntime_on_cuda_matches_cpu_or_names_the_fix(cuda):
     import onnxruntime
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        pytest.skip("onnxruntime-gpu is not installed: no CUDAExecutionProvider")
+        # No onnxruntime-gpu here: asking for it must fail clearly, not fall back quietly.
+        with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+            NsfwDetector(cuda, backend="onnxruntime")
+        return
     cpu = NsfwDetector("cpu", batch_size=16)
     gpu = NsfwDetector(cuda, batch_size=32, backend="onnxruntime")
     _check(cpu, gpu, minimum=60)
