@@ -6,10 +6,13 @@ temporary directory, loads CLIP ViT-B-32 (RANDOM weights, saved to a file and lo
 ``scoring.clip.load_clip``: timing only) and NudeNet 320n through the scorers the worker runs
 (``scoring.scorers``), then measures on ``--device``:
 
-1. end to end, per format and for clip, nsfw and both: files → ``scoring.images.load_images``
-   (thread pool) → scorer → results in memory, with the next batch's load prefetched while
-   the current one is scored, as ``scoring.worker`` does. No database: no claims, no writes;
-2. decode alone (``load_images``), and the scorers alone on decoded arrays in memory;
+1. end to end, per format and for clip, nsfw and both: files → ``scoring.loader.ImageLoader``
+   (the worker's loader: loader processes, nvJPEG on CUDA, prompt tokens) → scorer →
+   results in memory, with the next batch's load prefetched while the current one is
+   scored, as ``scoring.worker`` does. No database: no claims, no writes. With
+   ``--threads-baseline``, CLIP end to end again with the earlier design (a thread pool,
+   Pillow decoding, tokenizing on the scoring thread), in the same run;
+2. loading alone (the same loader), and the scorers alone on decoded arrays in memory;
 3. each stage alone (CLIP tokenize, preprocess, towers; NSFW letterbox, model, NMS) and the
    model-only ceilings: forward passes on ready tensors already on the device;
 4. NudeNet's own ``NudeDetector().detect(path)`` on a subset, the NSFW baseline.
@@ -125,6 +128,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=os.cpu_count() or 1,
         help="load_images decoding threads (the worker's CLI default is 8)",
+    )
+    p.add_argument(
+        "--load-processes",
+        type=int,
+        default=None,
+        help="loader processes (default: the worker's, one per spare core up to 16 on a "
+        "GPU, 0 on CPU; 0 means --load-threads threads)",
+    )
+    p.add_argument(
+        "--gpu-jpeg",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode plain JPEGs with nvJPEG (default: on with a GPU)",
+    )
+    p.add_argument(
+        "--threads-baseline",
+        action="store_true",
+        help="also time CLIP end to end with threads and Pillow only (the earlier design)",
     )
     p.add_argument("--scorers", default="clip,nsfw,both", help="end-to-end sets to run")
     p.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture")
@@ -332,21 +353,43 @@ def bench(args: argparse.Namespace, device: str, tmp: Path) -> dict[str, Any]:
         progress(f"NudeNet detect(path) on {len(sub)} files (the NSFW baseline)")
         res["baseline_nudenet_detect"] = stages.nudenet_detect(sub)
 
+    from scoring.loader import ImageLoader, LoaderOptions
+
+    extra = {} if args.gpu_jpeg is None else {"gpu_jpeg": args.gpu_jpeg}
+    opts = LoaderOptions.for_device(device, args.load_processes, threads=args.load_threads, **extra)
+    res["loader"] = {
+        "processes": opts.processes,
+        "threads": opts.threads,
+        "gpu_jpeg": opts.gpu_jpeg,
+    }
+    text = scorers["clip"].prompt_tokenizer if "clip" in scorers else None
     res["decode_only"], res["end_to_end"], res["correct"] = {}, {}, {}
-    for fmt in args.formats:
-        paths = files.paths[fmt]
-        progress(f"[{fmt}] decode only: load_images, {args.load_threads} threads")
-        res["decode_only"][fmt] = decode_only(paths, batch, args.load_threads)
-        progress(f"[{fmt}] decode only: {res['decode_only'][fmt]['images_per_s']:,} images/s")
-        res["end_to_end"][fmt], res["correct"][fmt] = {}, {}
-        for set_name in args.scorers:
-            chosen = [scorers[k] for k in SCORER_SETS[set_name]]
-            warm = min(n, batch)
-            pipeline(paths[:warm], texts[:warm], chosen, batch, args.load_threads)
-            out = pipeline(paths, texts, chosen, batch, args.load_threads)
-            res["correct"][fmt][set_name] = check_outcomes(out, n)
-            res["end_to_end"][fmt][set_name] = out
-            progress(f"[{fmt}] end to end {set_name}: {out['images_per_s']:,} images/s")
+    with ImageLoader(opts, text) as with_text, ImageLoader(opts) as plain:
+        for fmt in args.formats:
+            paths = files.paths[fmt]
+            progress(f"[{fmt}] load only: {res['loader']}")
+            with_text.load(paths[:batch], texts[:batch])  # starts the processes
+            res["decode_only"][fmt] = decode_only(paths, texts, batch, with_text)
+            progress(f"[{fmt}] load only: {res['decode_only'][fmt]['images_per_s']:,} images/s")
+            res["end_to_end"][fmt], res["correct"][fmt] = {}, {}
+            for set_name in args.scorers:
+                chosen = [scorers[k] for k in SCORER_SETS[set_name]]
+                loader = with_text if "clip" in SCORER_SETS[set_name] else plain
+                warm = min(n, batch)
+                pipeline(paths[:warm], texts[:warm], chosen, batch, loader)
+                out = pipeline(paths, texts, chosen, batch, loader)
+                res["correct"][fmt][set_name] = check_outcomes(out, n)
+                res["end_to_end"][fmt][set_name] = out
+                progress(f"[{fmt}] end to end {set_name}: {out['images_per_s']:,} images/s")
+    if args.threads_baseline and "clip" in scorers:
+        res["threads_baseline"] = {}
+        with ImageLoader(LoaderOptions(threads=args.load_threads)) as threads:
+            for fmt in args.formats:
+                paths = files.paths[fmt]
+                out = pipeline(paths, texts, [scorers["clip"]], batch, threads)
+                out.pop("_outcomes")
+                res["threads_baseline"][fmt] = {"clip": out}
+                progress(f"[{fmt}] threads baseline clip: {out['images_per_s']:,} images/s")
 
     goals_and_ratios(res)
     res["per_image_ms"] = per_image_ms(res)

@@ -1,8 +1,9 @@
 """End-to-end and decode-only runs for bench/scoring.py.
 
 ``pipeline`` mirrors ``scoring.worker.ScoringWorker.run`` without the database: the next
-batch's ``load_images`` runs on a prefetch thread while the current batch is scored on the
-caller's thread, every scorer in turn on the same decoded batch.
+batch's ``ImageLoader.load`` (the worker's loader: processes or threads, nvJPEG, prompt
+tokens) runs on a prefetch thread while the current batch is scored on the caller's
+thread, every scorer in turn on the same decoded batch.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ def pipeline(
     texts: Sequence[str],
     scorers: Sequence[Any],
     batch: int,
-    threads: int,
+    loader: Any,
 ) -> dict[str, Any]:
     """Score every file with every scorer; the next batch loads while this one scores.
 
     Returns seconds, images/s, where the main thread spent its time (waiting for decoded
     images vs scoring, s), CPU seconds of the process, and the outcomes per scorer.
     """
-    from scoring.images import LoadedImage, load_images
+    from scoring.images import LoadedImage
 
     bounds = [(lo, min(lo + batch, len(paths))) for lo in range(0, len(paths), batch)]
     outcomes: dict[str, list[Any]] = {s.key.scorer: [] for s in scorers}
@@ -38,12 +39,13 @@ def pipeline(
 
         def fetch(k: int) -> Future:
             lo, hi = bounds[k]
-            return pool.submit(load_images, paths[lo:hi], workers=threads)
+            return pool.submit(loader.load, paths[lo:hi], texts[lo:hi])
 
         nxt = fetch(0)
         for k, (lo, _hi) in enumerate(bounds):
             tw = time.perf_counter()
-            loaded = nxt.result()
+            got = nxt.result()
+            loaded = got.images
             ts = time.perf_counter()
             wait_s += ts - tw
             if k + 1 < len(bounds):
@@ -52,8 +54,9 @@ def pipeline(
             failures += len(loaded) - len(good)
             rgbs = [loaded[i].rgb for i in good]
             batch_texts = [texts[lo + i] for i in good]
+            tokens = got.tokens.take(good) if got.tokens is not None else None
             for s in scorers:
-                outcomes[s.key.scorer].extend(s.score(rgbs, batch_texts))
+                outcomes[s.key.scorer].extend(s.score(rgbs, batch_texts, tokens))
             score_s += time.perf_counter() - ts
     elapsed = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -87,14 +90,17 @@ def check_outcomes(result: dict[str, Any], n: int) -> dict[str, Any]:
     return checks
 
 
-def decode_only(paths: Sequence[str], batch: int, threads: int) -> dict[str, Any]:
-    """``load_images`` over every file in batches, with nothing else running (images/s)."""
-    from scoring.images import load_images
+def decode_only(
+    paths: Sequence[str], texts: Sequence[str], batch: int, loader: Any
+) -> dict[str, Any]:
+    """``loader.load`` over every file in batches, with nothing else running (images/s).
 
+    CPU seconds count this process only, not loader processes.
+    """
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     for lo in range(0, len(paths), batch):
-        load_images(paths[lo : lo + batch], workers=threads)
+        loader.load(paths[lo : lo + batch], texts[lo : lo + batch])
     elapsed = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)

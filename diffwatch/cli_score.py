@@ -62,7 +62,26 @@ def register(app: typer.Typer) -> None:
         max_attempts: Annotated[
             int, typer.Option(min=1, help="Tries for an image failing with transient I/O errors.")
         ] = 3,
-        load_threads: Annotated[int, typer.Option(min=1, help="Image decoding threads.")] = 8,
+        load_threads: Annotated[
+            int, typer.Option(min=1, help="Image decoding threads (without load processes).")
+        ] = 8,
+        load_processes: Annotated[
+            int | None,
+            typer.Option(
+                min=0,
+                help="Processes that read, check and decode images and tokenize prompts "
+                "(0: threads in the worker). Default: one per spare core, up to 16, on a "
+                "GPU; 0 on CPU, where the models are the cost.",
+            ),
+        ] = None,
+        gpu_jpeg: Annotated[
+            bool | None,
+            typer.Option(
+                "--gpu-jpeg/--no-gpu-jpeg",
+                help="Decode plain JPEGs on the GPU with nvJPEG (default: on with a GPU). "
+                "PNG, WEBP and unusual JPEGs are decoded on the CPU either way.",
+            ),
+        ] = None,
         torch_threads: Annotated[
             int | None,
             typer.Option(
@@ -90,7 +109,8 @@ def _score(a: dict) -> None:
     rt = _runtime(a["database_url"], wait=a["follow"])
 
     from scoring.clip_config import ClipWeightsError
-    from scoring.scorers import ScorerOptions, build_scorers
+    from scoring.loader import LoaderOptions
+    from scoring.scorers import ScorerOptions, build_scorers, resolve_device
     from scoring.worker import DB_DOWN_ERRORS, ScoringWorker
 
     opts = ScorerOptions(
@@ -109,6 +129,13 @@ def _score(a: dict) -> None:
     )
     try:
         scorers = build_scorers(opts)
+        device = resolve_device(opts.device)
+        if a["gpu_jpeg"] and not device.startswith("cuda"):
+            raise ValueError(f"--gpu-jpeg needs a CUDA device, but --device is {device!r}")
+        extra = {} if a["gpu_jpeg"] is None else {"gpu_jpeg": a["gpu_jpeg"]}
+        loader = LoaderOptions.for_device(
+            device, a["load_processes"], threads=a["load_threads"], **extra
+        )
     except ClipWeightsError as exc:
         raise fail(str(exc)) from None
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
@@ -119,7 +146,7 @@ def _score(a: dict) -> None:
         batch_size=a["batch_size"],
         lease_s=a["lease_s"],
         max_attempts=a["max_attempts"],
-        load_threads=a["load_threads"],
+        loader=loader,
         name=a["name"],
     )
     stop = _stop_on_signals()

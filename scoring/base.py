@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from db.queries.scoring import ScorerKey
+
+if TYPE_CHECKING:
+    from scoring.clip_text import TokenizedPrompts
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,13 @@ class Scorer(Protocol):
 
     key: ScorerKey
 
-    def score(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[ScoreOutcome]:
-        """Score RGB uint8 images (H×W×3) against their prompts, in order."""
+    def score(
+        self,
+        images: Sequence[np.ndarray | Any],
+        prompts: Sequence[str],
+        tokens: TokenizedPrompts | None = None,
+    ) -> list[ScoreOutcome]:
+        """Score RGB uint8 images (H×W×3: numpy arrays, or torch tensors on the scoring
+        device) against their prompts, in order. ``tokens`` are the prompts already
+        tokenized by the loader, for scorers that need tokens; others ignore them."""
         ...

@@ -21,7 +21,7 @@ import numpy as np
 from scoring.clip_config import ClipConfig, ClipWeightsError
 from scoring.clip_load import ClipModel, load_clip
 from scoring.clip_preprocess import ImageInput, PreprocessSpec, preprocess_batch
-from scoring.clip_text import check_prompts, tokenize
+from scoring.clip_text import TokenizedPrompts, check_prompts, tokenize
 
 if TYPE_CHECKING:
     import torch
@@ -112,20 +112,37 @@ class ClipScorer:
         """
         return self._encode_images(list(images)).cpu().numpy()
 
-    def score(self, images: Sequence[ImageInput], prompts: Sequence[str]) -> list[ClipScore]:
+    def score(
+        self,
+        images: Sequence[ImageInput],
+        prompts: Sequence[str],
+        tokens: TokenizedPrompts | None = None,
+    ) -> list[ClipScore]:
         """CLIPScore of each image against the prompt at the same index, in input order.
 
-        Images are HxWx3 uint8 RGB numpy arrays or PIL images (converted to RGB); any
-        sizes, mixed. Repeated prompts are embedded once.
+        Images are HxWx3 uint8 RGB numpy arrays, torch tensors (on the model's device,
+        as nvJPEG gives them) or PIL images (converted to RGB); any sizes, mixed.
+        ``tokens``: the prompts already tokenized with this model's tokenizer (one row per
+        prompt), or None to tokenize here. Repeated prompts are embedded once.
         """
         if len(images) != len(prompts):
             raise ValueError(
                 f"ClipScorer.score: got {len(images)} images and {len(prompts)} prompts; "
                 "fix: pass one prompt per image"
             )
+        if tokens is not None and len(tokens) != len(prompts):
+            raise ValueError(
+                f"ClipScorer.score: got {len(tokens)} tokenized prompts for {len(prompts)} prompts"
+            )
         check_prompts(prompts)
-        unique = list(dict.fromkeys(prompts))
-        tokens = tokenize(self.clip.tokenizer, unique, self.clip.context_length)
+        first: dict[str, int] = {}
+        for i, p in enumerate(prompts):
+            first.setdefault(p, i)
+        unique = list(first)
+        if tokens is None:
+            tokens = tokenize(self.clip.tokenizer, unique, self.clip.context_length)
+        else:
+            tokens = tokens.take(list(first.values()))
         text = self._encode_token_ids(tokens.ids)
         image = self._encode_images(list(images))
         row = {p: i for i, p in enumerate(unique)}

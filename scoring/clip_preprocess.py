@@ -62,8 +62,26 @@ class PreprocessSpec:
         )
 
 
-def as_rgb_array(image: ImageInput, index: int) -> np.ndarray:
-    """One input image as a contiguous HxWx3 uint8 RGB array (PIL images are converted to RGB)."""
+def _is_tensor(image: object) -> bool:
+    """A torch tensor, without importing torch for numpy inputs."""
+    return type(image).__module__.startswith("torch") and hasattr(image, "device")
+
+
+def as_rgb_array(image: ImageInput, index: int) -> np.ndarray | torch.Tensor:
+    """One input image as HxWx3 uint8 RGB pixels: a contiguous numpy array, or the torch
+    tensor it already is (nvJPEG's output on the GPU). PIL images are converted to RGB."""
+    if _is_tensor(image):
+        import torch
+
+        ok = image.dtype == torch.uint8 and image.ndim == 3 and image.shape[2] == 3
+        if not ok:
+            raise ValueError(
+                f"image {index}: expected an HxWx3 uint8 RGB tensor, got shape "
+                f"{tuple(image.shape)} dtype {image.dtype}"
+            )
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"image {index}: empty image of shape {tuple(image.shape)}")
+        return image
     if not isinstance(image, np.ndarray):
         from PIL import Image
 
@@ -71,8 +89,8 @@ def as_rgb_array(image: ImageInput, index: int) -> np.ndarray:
             image = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         else:
             raise TypeError(
-                f"image {index}: expected an HxWx3 uint8 RGB numpy array or a PIL image, "
-                f"got {type(image).__name__}"
+                f"image {index}: expected an HxWx3 uint8 RGB numpy array, a torch tensor or a "
+                f"PIL image, got {type(image).__name__}"
             )
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(
@@ -101,18 +119,27 @@ def resized_size(height: int, width: int, spec: PreprocessSpec) -> tuple[int, in
     return round(height / ratio), round(width / ratio)
 
 
-def _upload(arrays: list[np.ndarray], device: str) -> torch.Tensor:
-    """Same-shaped HxWx3 uint8 arrays as one (B, H, W, 3) uint8 tensor on ``device``.
+def _upload(arrays: list[np.ndarray | torch.Tensor], device: str) -> torch.Tensor:
+    """Same-shaped HxWx3 uint8 images as one (B, H, W, 3) uint8 tensor on ``device``.
 
     For CUDA each array goes up on its own through pinned memory and is stacked on the
     GPU: stacking 64 1024 px images on the host took longer than the whole GPU step.
+    Tensors already on ``device`` (nvJPEG's output) are stacked where they are.
     """
     import torch
 
-    if torch.device(device).type != "cuda":
-        return torch.from_numpy(np.stack(arrays))
+    cuda = torch.device(device).type == "cuda"
+    if not cuda and all(isinstance(a, np.ndarray) for a in arrays):
+        return torch.from_numpy(np.stack(arrays))  # type: ignore[arg-type]
     return torch.stack(
-        [torch.from_numpy(a).pin_memory().to(device, non_blocking=True) for a in arrays]
+        [
+            a.to(device)
+            if not isinstance(a, np.ndarray)
+            else torch.from_numpy(a).pin_memory().to(device, non_blocking=True)
+            if cuda
+            else torch.from_numpy(a)
+            for a in arrays
+        ]
     )
 
 

@@ -23,6 +23,31 @@ class TokenizedPrompts:
     n_tokens: tuple[int, ...]
     truncated: tuple[bool, ...]
 
+    def __len__(self) -> int:
+        return len(self.n_tokens)
+
+    def take(self, rows: Sequence[int]) -> TokenizedPrompts:
+        """The prompts at ``rows``, in that order."""
+        import torch
+
+        return TokenizedPrompts(
+            ids=self.ids[torch.as_tensor(list(rows), dtype=torch.long)],
+            n_tokens=tuple(self.n_tokens[i] for i in rows),
+            truncated=tuple(self.truncated[i] for i in rows),
+        )
+
+
+@dataclass(frozen=True)
+class PromptTokenizer:
+    """A CLIP model's tokenizer and context length; picklable, so loader processes can
+    tokenize a batch's prompts while its images load (``scoring.loader``)."""
+
+    tokenizer: Any
+    context_length: int
+
+    def __call__(self, prompts: Sequence[str]) -> TokenizedPrompts:
+        return tokenize(self.tokenizer, prompts, self.context_length)
+
 
 def check_prompts(prompts: Sequence[str]) -> None:
     """Raise naming the first prompt that is not a string."""

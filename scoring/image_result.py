@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
+
+from scoring.image_sniff import looks_truncated
+
+_EXIF_ORIENTATION = 0x0112
 
 FailureKind = Literal[
     "bad_uri",  # no URI, unknown protocol, or its fsspec backend is not installed
@@ -26,7 +30,10 @@ FailureKind = Literal[
 
 @dataclass(frozen=True, eq=False)
 class LoadedImage:
-    """A decoded image: ``rgb`` is a read-only uint8 array, height × width × 3, in RGB order.
+    """A decoded image: ``rgb`` holds uint8 pixels, height × width × 3, in RGB order.
+
+    ``rgb`` is a read-only numpy array, or, for a JPEG decoded on the GPU with nvJPEG
+    (``scoring.device_decode``), a torch tensor on that device, of the same shape.
 
     ``width``/``height`` are in pixels, after any EXIF rotation. ``format`` is what the content
     is ("PNG", "JPEG" or "WEBP"). ``notes`` says what was changed to reach RGB. ``bytes_read``
@@ -34,7 +41,7 @@ class LoadedImage:
     """
 
     uri: str
-    rgb: np.ndarray = field(repr=False)
+    rgb: np.ndarray | Any = field(repr=False)  # Any: a torch.Tensor (torch loads lazily)
     width: int
     height: int
     format: str
@@ -44,7 +51,25 @@ class LoadedImage:
 
     def to_pil(self) -> Image.Image:
         """A new Pillow RGB image with the same pixels (a copy)."""
-        return Image.fromarray(self.rgb)
+        rgb = self.rgb if isinstance(self.rgb, np.ndarray) else self.rgb.cpu().numpy()
+        return Image.fromarray(rgb)
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedJpeg:
+    """A JPEG that passed every check but decoding, left encoded for the GPU's nvJPEG.
+
+    ``width``/``height`` are as stored, in pixels (before ``orientation``, the EXIF
+    orientation 1-8 to apply after decoding). ``data`` is the whole file.
+    """
+
+    uri: str
+    data: bytes = field(repr=False)
+    width: int
+    height: int
+    orientation: int
+    bytes_read: int
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -71,3 +96,29 @@ class ReadFailed(Exception):
     def __init__(self, failure: ImageFailure) -> None:
         super().__init__(failure.reason)
         self.failure = failure
+
+
+def device_decodable(
+    uri: str, im: Image.Image, data: bytes, attempts: int, frames: int
+) -> EncodedJpeg | None:
+    """``im`` (opened, not decoded) as an ``EncodedJpeg`` if nvJPEG can decode it exactly.
+
+    Only the plain case goes to the GPU: one frame, YCbCr or RGB colour (Pillow mode RGB),
+    baseline (not progressive), an end-of-image marker present and a readable EXIF block.
+    Everything else (CMYK, grayscale, progressive, multi-picture, truncated-looking files)
+    stays on the CPU path, which converts it or explains why it cannot.
+    """
+    if im.format != "JPEG" or frames != 1 or im.mode != "RGB":
+        return None
+    if im.info.get("progressive") or im.info.get("progression"):
+        return None
+    if looks_truncated("JPEG", data):
+        return None
+    try:
+        orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # the CPU path notes the unreadable block and keeps the image
+        return None
+    if orientation not in range(1, 9):
+        orientation = 1
+    width, height = im.size
+    return EncodedJpeg(uri, data, width, height, orientation, len(data), attempts)

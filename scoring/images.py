@@ -14,7 +14,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -22,7 +22,14 @@ from PIL import Image, UnidentifiedImageError
 from diffwatch.errors import first_line
 from scoring.image_color import to_rgb
 from scoring.image_read import read_with_retries
-from scoring.image_result import FailureKind, ImageFailure, LoadedImage, ReadFailed
+from scoring.image_result import (
+    EncodedJpeg,
+    FailureKind,
+    ImageFailure,
+    LoadedImage,
+    ReadFailed,
+    device_decodable,
+)
 from scoring.image_sniff import (
     SUPPORTED_FORMATS,
     describe_unknown,
@@ -42,10 +49,12 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_SIDE",
+    "EncodedJpeg",
     "FailureKind",
     "ImageFailure",
     "ImageResult",
     "LoadedImage",
+    "decode_bytes",
     "load_image",
     "load_images",
 ]
@@ -59,6 +68,30 @@ ImageResult = LoadedImage | ImageFailure
 _Fail = Callable[..., ImageFailure]
 
 
+@overload
+def load_image(
+    uri: str | None,
+    *,
+    max_pixels: int = ...,
+    max_side: int = ...,
+    max_bytes: int = ...,
+    retries: int = ...,
+    backoff_s: float = ...,
+    storage_options: Mapping[str, Any] | None = ...,
+    keep_jpeg: Literal[False] = ...,
+) -> LoadedImage | ImageFailure: ...
+@overload
+def load_image(
+    uri: str | None,
+    *,
+    max_pixels: int = ...,
+    max_side: int = ...,
+    max_bytes: int = ...,
+    retries: int = ...,
+    backoff_s: float = ...,
+    storage_options: Mapping[str, Any] | None = ...,
+    keep_jpeg: bool,
+) -> LoadedImage | EncodedJpeg | ImageFailure: ...
 def load_image(
     uri: str | None,
     *,
@@ -68,7 +101,8 @@ def load_image(
     retries: int = 2,
     backoff_s: float = 0.2,
     storage_options: Mapping[str, Any] | None = None,
-) -> LoadedImage | ImageFailure:
+    keep_jpeg: bool = False,
+) -> LoadedImage | EncodedJpeg | ImageFailure:
     """Read and decode one image to RGB; never raises for bad input (see ``FailureKind``).
 
     ``max_pixels`` (pixels) and ``max_side`` (pixels) are checked from the header, before
@@ -76,6 +110,12 @@ def load_image(
     ``max_bytes`` caps the read, bytes. Transient I/O errors are retried up to ``retries``
     times, sleeping ``backoff_s`` seconds, then twice that, and so on. ``storage_options``
     go to ``fsspec.open`` (for example credentials for s3://).
+
+    With ``keep_jpeg``, a plain JPEG comes back still encoded (``EncodedJpeg``), for
+    nvJPEG: every check but the decode itself has run on it (read, sniffed, header parsed,
+    size checked; a single-frame baseline YCbCr JPEG with its end-of-image marker and a
+    readable EXIF orientation). Anything else is decoded here as usual.
+    ``scoring.device_decode.decode_jpegs`` finishes the job on the GPU.
     """
     _check_limits(max_pixels=max_pixels, max_side=max_side, max_bytes=max_bytes)
     _check_retry(retries=retries, backoff_s=backoff_s)
@@ -90,7 +130,9 @@ def load_image(
         data, attempts = read_with_retries(
             uri, max_bytes, retries, backoff_s, dict(storage_options or {})
         )
-        return _decode(uri, data, attempts, max_pixels=max_pixels, max_side=max_side)
+        return _decode(
+            uri, data, attempts, max_pixels=max_pixels, max_side=max_side, keep_jpeg=keep_jpeg
+        )
     except ReadFailed as exc:
         return exc.failure
     except Exception as exc:  # The last guard: one image must never stop a batch.
@@ -112,7 +154,8 @@ def load_images(
     retries: int = 2,
     backoff_s: float = 0.2,
     storage_options: Mapping[str, Any] | None = None,
-) -> list[LoadedImage | ImageFailure]:
+    keep_jpeg: bool = False,
+) -> list[LoadedImage | EncodedJpeg | ImageFailure]:
     """``load_image`` for many URIs on ``workers`` threads; results in the order given.
 
     Pillow releases the GIL while decoding, so threads overlap reads and decodes with each
@@ -125,7 +168,7 @@ def load_images(
     _check_retry(retries=retries, backoff_s=backoff_s)
     todo = list(uris)
 
-    def one(uri: str | None) -> LoadedImage | ImageFailure:
+    def one(uri: str | None) -> LoadedImage | EncodedJpeg | ImageFailure:
         return load_image(
             uri,
             max_pixels=max_pixels,
@@ -134,6 +177,7 @@ def load_images(
             retries=retries,
             backoff_s=backoff_s,
             storage_options=storage_options,
+            keep_jpeg=keep_jpeg,
         )
 
     if len(todo) <= 1 or workers == 1:
@@ -147,10 +191,22 @@ def load_images(
 # -- decoding --------------------------------------------------------------------------------
 
 
-def _decode(
-    uri: str, data: bytes, attempts: int, *, max_pixels: int, max_side: int
+def decode_bytes(
+    uri: str, data: bytes, attempts: int = 1, *, max_pixels: int, max_side: int
 ) -> LoadedImage | ImageFailure:
-    """Open (header only), check the size, decode fully and convert to RGB."""
+    """Check and decode an image's bytes on the CPU, as ``load_image`` does after reading."""
+    return _decode(  # type: ignore[return-value]  # keep_jpeg=False: never an EncodedJpeg
+        uri, data, attempts, max_pixels=max_pixels, max_side=max_side, keep_jpeg=False
+    )
+
+
+def _decode(
+    uri: str, data: bytes, attempts: int, *, max_pixels: int, max_side: int, keep_jpeg: bool
+) -> LoadedImage | EncodedJpeg | ImageFailure:
+    """Open (header only), check the size, then decode fully and convert to RGB.
+
+    With ``keep_jpeg``, a JPEG that nvJPEG can decode is returned still encoded.
+    """
 
     def fail(reason: str, kind: FailureKind, transient: bool = False) -> ImageFailure:
         return ImageFailure(uri, f"image {uri}: {reason}", kind, transient, attempts)
@@ -191,6 +247,10 @@ def _decode(
             )
         fmt = "JPEG" if im.format == "MPO" else (im.format or sniffed or "unknown")
         frames = int(getattr(im, "n_frames", 1) or 1)
+        if keep_jpeg:
+            encoded = device_decodable(uri, im, data, attempts, frames)
+            if encoded is not None:
+                return encoded
         try:
             im.load()  # Decodes the first frame only; truncation surfaces here.
             rgb_im, notes = to_rgb(im)

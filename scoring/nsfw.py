@@ -19,7 +19,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -213,13 +213,22 @@ class NsfwDetector:
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             sizes = [(int(im.shape[1]), int(im.shape[0])) for im in chunk]
-            letterboxed = letterbox_uint8(chunk, threads=self.preprocess_threads)
+            if all(isinstance(im, np.ndarray) for im in chunk):
+                letterboxed = letterbox_uint8(chunk, threads=self.preprocess_threads)
+            else:  # some images are already on the GPU (nvJPEG): letterbox them there
+                from scoring.nsfw_device import letterbox_on_device
+
+                target = self._runner.device if self.backend == "torch" else "cpu"
+                letterboxed = letterbox_on_device(chunk, target, threads=self.preprocess_threads)
             cands = self._candidates(letterboxed)
             results.extend(finish_detections(cands, sizes, self.thresholds))
         return results
 
-    def _candidates(self, letterboxed: np.ndarray) -> Candidates:
+    def _candidates(self, letterboxed: Any) -> Candidates:
+        """Candidates from a (B, S, S, 3) uint8 batch: a numpy array or a torch tensor."""
         if self.backend == "onnxruntime":
+            if not isinstance(letterboxed, np.ndarray):
+                letterboxed = letterboxed.cpu().numpy()
             raw = self._session.run(None, {self._input_name: to_model_input(letterboxed)})[0]
             return select_candidates(raw, self.thresholds.candidate)
         return _torch_candidates(self._runner, letterboxed, self.thresholds.candidate)
@@ -269,13 +278,15 @@ def _torch_runner(path: Path, kind: str, index: int):  # -> scoring.nsfw_torch.T
     return load_torch_runner(path, f"cuda:{index}" if kind == "cuda" else "cpu")
 
 
-def _torch_candidates(runner, letterboxed: np.ndarray, threshold: float) -> Candidates:
+def _torch_candidates(runner, letterboxed: Any, threshold: float) -> Candidates:
     """Convert, run and filter on the runner's device; copy only the candidates back."""
     import torch
 
     scale = torch.tensor(1 / 255.0, dtype=torch.float32, device=runner.device)
     with torch.inference_mode():
-        u8 = torch.from_numpy(letterboxed).to(runner.device, non_blocking=True)
+        if isinstance(letterboxed, np.ndarray):
+            letterboxed = torch.from_numpy(letterboxed)
+        u8 = letterboxed.to(runner.device, non_blocking=True)
         # Same as to_model_input: channels reversed to B, G, R, then float32(v) * float32(1/255).
         x = u8.flip(-1).permute(0, 3, 1, 2).to(torch.float32) * scale
         raw = runner(x)

@@ -108,15 +108,19 @@ class Candidates:
 
 
 def check_images(images: Sequence[np.ndarray]) -> None:
-    """Raise a ValueError naming the first image that is not an HxWx3 uint8 RGB array."""
+    """Raise a ValueError naming the first image that is not HxWx3 uint8 RGB pixels (a numpy
+    array, or a torch tensor such as nvJPEG's output on the GPU)."""
     for i, image in enumerate(images):
+        # A torch tensor is accepted as well: nvJPEG's output on the GPU (torch not imported).
+        tensor = type(image).__module__.startswith("torch")
+        shape = tuple(getattr(image, "shape", ()))
         ok = (
-            isinstance(image, np.ndarray)
-            and image.dtype == np.uint8
-            and image.ndim == 3
-            and image.shape[2] == 3
-            and image.shape[0] > 0
-            and image.shape[1] > 0
+            (str(image.dtype) == "torch.uint8" if tensor else isinstance(image, np.ndarray))
+            and (tensor or image.dtype == np.uint8)
+            and len(shape) == 3
+            and shape[2] == 3
+            and shape[0] > 0
+            and shape[1] > 0
         )
         if not ok:
             shape = getattr(image, "shape", None)

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from scoring.base import ScoreOutcome, Scorer
 
 if TYPE_CHECKING:  # the model modules load torch/onnxruntime: import them only when used
     from scoring.clip_config import ClipConfig
+    from scoring.clip_text import PromptTokenizer, TokenizedPrompts
     from scoring.nsfw import NsfwPolicy
 
 SCORER_NAMES = ("clip", "nsfw")
@@ -44,7 +45,19 @@ class ClipAlignmentScorer:
         weights = f"file-{_file_digest(cfg.checkpoint)}" if cfg.checkpoint else cfg.pretrained
         self.key = ScorerKey("clip", f"{self.clip.model_name}/{weights}")
 
-    def score(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[ScoreOutcome]:
+    @property
+    def prompt_tokenizer(self) -> PromptTokenizer:
+        """This model's tokenizer, for loaders that tokenize prompts while images load."""
+        from scoring.clip_text import PromptTokenizer
+
+        return PromptTokenizer(self.clip.tokenizer, self.clip.context_length)
+
+    def score(
+        self,
+        images: Sequence[np.ndarray | Any],
+        prompts: Sequence[str],
+        tokens: TokenizedPrompts | None = None,
+    ) -> list[ScoreOutcome]:
         """CLIPScore per image, with the cosine and prompt truncation in the details."""
         return [
             ScoreOutcome(
@@ -57,7 +70,7 @@ class ClipAlignmentScorer:
                     "precision": self.clip.precision,
                 },
             )
-            for s in self._scorer.score(list(images), list(prompts))
+            for s in self._scorer.score(list(images), list(prompts), tokens=tokens)
         ]
 
 
@@ -79,7 +92,12 @@ class NsfwScorer:
             f"/t{self.policy.threshold:g}/labels-{digest}",
         )
 
-    def score(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[ScoreOutcome]:
+    def score(
+        self,
+        images: Sequence[np.ndarray | Any],
+        prompts: Sequence[str],
+        tokens: TokenizedPrompts | None = None,
+    ) -> list[ScoreOutcome]:
         """The highest policy-label score per image (0 when none), the flag and the boxes."""
         from scoring.nsfw import flag
 

@@ -1,7 +1,8 @@
 """The scoring worker loop: claim → load images → score → write, exactly once per scorer.
 
-Loading the next batch (claim + image decoding, on threads) overlaps scoring the current
-one, so the GPU is not left waiting for JPEG decoding.
+Loading the next batch (claim, then ``scoring.loader``: reads, checks, decoding in loader
+processes or threads, nvJPEG on the GPU, prompt tokenizing) runs on a prefetch thread while
+the current batch is scored, so the GPU is not left waiting for JPEG decoding.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import psycopg
 from db.queries import scoring as sql
 from diffwatch.outage import DB_DOWN_ERRORS, OutageRetry
 from scoring.base import Scorer
-from scoring.images import ImageFailure, LoadedImage, load_images
+from scoring.clip_text import TokenizedPrompts
+from scoring.images import ImageFailure, LoadedImage
+from scoring.loader import ImageLoader, LoaderOptions
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ class _Batch:
     token: str
     claimed: list[sql.Claimed]
     images: list[LoadedImage | ImageFailure]
+    tokens: TokenizedPrompts | None = None
 
 
 class ScoringWorker:
@@ -65,6 +69,7 @@ class ScoringWorker:
         lease_s: float = 300.0,
         max_attempts: int = 3,
         load_threads: int = 8,
+        loader: LoaderOptions | None = None,
         name: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
@@ -76,7 +81,12 @@ class ScoringWorker:
         self.batch_size = batch_size
         self.lease_s = lease_s
         self.max_attempts = max_attempts
-        self.load_threads = load_threads
+        # The first scorer that wants tokens (CLIP) has its prompts tokenized by the loader.
+        text = next(
+            (t for s in self.scorers if (t := getattr(s, "prompt_tokenizer", None)) is not None),
+            None,
+        )
+        self.loader = ImageLoader(loader or LoaderOptions(threads=load_threads), text)
         self.name = name or f"score@{socket.gethostname()}"
         self.progress = progress
         # Claims run on the prefetch thread while results are written on this one: each
@@ -89,11 +99,15 @@ class ScoringWorker:
             conn = self._conns[role] = psycopg.connect(self.conninfo, autocommit=True)
         return conn
 
-    def close(self) -> None:
-        """Close the database connections."""
+    def _close_connections(self) -> None:
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
+
+    def close(self) -> None:
+        """Close the database connections and stop the loader processes."""
+        self._close_connections()
+        self.loader.close()
 
     def pending(self) -> int:
         """Generations still to score by some scorer of this worker."""
@@ -111,8 +125,8 @@ class ScoringWorker:
             lease_s=self.lease_s,
             max_attempts=self.max_attempts,
         )
-        images = load_images([c.image_uri for c in claimed], workers=self.load_threads)
-        return _Batch(token, claimed, images)
+        loaded = self.loader.load([c.image_uri for c in claimed], [c.prompt for c in claimed])
+        return _Batch(token, claimed, loaded.images, loaded.tokens)
 
     def _score_and_write(self, batch: _Batch) -> sql.WriteResult:
         results: list[sql.ResultRow] = []
@@ -139,6 +153,7 @@ class ScoringWorker:
             outcomes = scorer.score(
                 [batch.images[i].rgb for i in good],  # type: ignore[union-attr]
                 [batch.claimed[i].prompt for i in good],
+                batch.tokens.take(good) if batch.tokens is not None else None,
             )
             for i, out in zip(good, outcomes, strict=True):
                 results.append(
@@ -184,7 +199,7 @@ class ScoringWorker:
         retrying = OutageRetry(
             stop,
             log,
-            on_down=self.close,
+            on_down=self._close_connections,
             consequence="Leases of unfinished work expire and are claimed again.",
             resumed="scoring resumed",
             max_backoff_s=max_backoff_s,

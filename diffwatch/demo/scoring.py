@@ -64,9 +64,16 @@ class CountingScorer:
         self.flagged = 0
         self.value_sum = 0.0
 
-    def score(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[ScoreOutcome]:
+    @property
+    def prompt_tokenizer(self) -> Any:
+        """The inner scorer's tokenizer, if it has one (the loader tokenizes with it)."""
+        return getattr(self.inner, "prompt_tokenizer", None)
+
+    def score(
+        self, images: Sequence[np.ndarray], prompts: Sequence[str], tokens: Any = None
+    ) -> list[ScoreOutcome]:
         """The inner scorer's outcomes, unchanged."""
-        out = self.inner.score(images, prompts)
+        out = self.inner.score(images, prompts, tokens)
         self.scored += len(out)
         self.flagged += sum(o.flagged is True for o in out)
         self.value_sum += sum(o.value for o in out if o.value is not None)

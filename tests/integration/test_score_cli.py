@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from diffwatch.cli import build
@@ -18,13 +19,25 @@ def score(db_url: str, *args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def test_scores_once_records_bad_images_and_rescoring_is_a_no_op(tmp_path, db_url, conninfo, sql):
+@pytest.mark.parametrize("load_processes", ["0", "2"], ids=["threads", "processes"])
+def test_scores_once_records_bad_images_and_rescoring_is_a_no_op(
+    tmp_path, db_url, conninfo, sql, load_processes
+):
     paths = seed_with_images(conninfo, tmp_path / "d", 12)
     paths[3].unlink()  # missing
     paths[5].write_bytes(paths[5].read_bytes()[:60])  # truncated PNG
     paths[7].write_text("<html>not an image</html>")
     clip = tiny_clip_args(tmp_path / "m")
-    first = score(db_url, "--scorers", "clip,nsfw", "--batch-size", "5", *clip)
+    first = score(
+        db_url,
+        "--scorers",
+        "clip,nsfw",
+        "--batch-size",
+        "5",
+        "--load-processes",
+        load_processes,
+        *clip,
+    )
     assert (first["claimed"], first["results"], first["failures"]) == (12, 18, 6)
     rows = sql(
         "SELECT scorer, count(*), min(value), max(value) FROM scorer_results GROUP BY 1 ORDER BY 1"

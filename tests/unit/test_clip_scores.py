@@ -156,7 +156,7 @@ def test_empty_batch_gives_no_scores(tiny_clip: ClipModel) -> None:
         (np.zeros((8, 8, 4), dtype=np.uint8), "HxWx3 uint8"),
         (np.zeros((8, 8, 3), dtype=np.float32), "HxWx3 uint8"),
         (np.zeros((0, 8, 3), dtype=np.uint8), "empty image"),
-        ("cat.png", "numpy array or a PIL image"),
+        ("cat.png", "a torch tensor or a PIL image"),
     ],
 )
 def test_bad_images_name_their_index(tiny_clip: ClipModel, image: object, message: str) -> None:
