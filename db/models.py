@@ -14,12 +14,13 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     Text,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -29,6 +30,9 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+INGEST_XID = text("(pg_current_xact_id())::text::bigint")
 
 
 class Base(DeclarativeBase):
@@ -71,6 +75,9 @@ class Generation(Base):
     ingested_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # Top-level id of the inserting transaction: rollups refresh by xid ranges below the
+    # oldest running transaction, which is what makes them exactly-once (docs/rollups.md).
+    ingest_xid: Mapped[int] = mapped_column(BigInteger, server_default=INGEST_XID)
 
     __table_args__ = (
         CheckConstraint("status IN ('ok', 'error')", name="status"),
@@ -78,6 +85,7 @@ class Generation(Base):
         Index(None, "ts"),
         Index(None, "model", "model_version", "ts"),
         Index(None, "deployment", "ts"),
+        Index(None, "ingest_xid"),
     )
 
 
@@ -100,10 +108,14 @@ class GpuSample(Base):
     temp_c: Mapped[float | None] = mapped_column(Double)
     sm_clock_mhz: Mapped[float | None] = mapped_column(Double)
     source: Mapped[str] = mapped_column(Text)
+    # Top-level id of the inserting transaction: rollups refresh by xid ranges below the
+    # oldest running transaction, which is what makes them exactly-once (docs/rollups.md).
+    ingest_xid: Mapped[int] = mapped_column(BigInteger, server_default=INGEST_XID)
 
     __table_args__ = (
         Index(None, "ts"),
         Index(None, "host", "gpu_index", "ts"),
+        Index(None, "ingest_xid"),
     )
 
 
@@ -183,14 +195,16 @@ class ScorerResult(Base):
     flagged: Mapped[bool | None] = mapped_column()
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     worker: Mapped[str | None] = mapped_column(Text)
-    scored_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Top-level id of the inserting transaction: rollups refresh by xid ranges below the
+    # oldest running transaction, which is what makes them exactly-once (docs/rollups.md).
+    ingest_xid: Mapped[int] = mapped_column(BigInteger, server_default=INGEST_XID)
 
     __table_args__ = (
         # Exactly one result per (generation, scorer, version): re-runs are no-ops.
         UniqueConstraint("generation_id", "scorer", "scorer_version"),
         Index(None, "scorer", "scorer_version", "scored_at"),
+        Index(None, "ingest_xid"),
     )
 
 
@@ -231,3 +245,123 @@ class ScoringLease(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index(None, "expires_at"),)
+
+
+# -- Rollups (docs/rollups.md) ---------------------------------------------------------------
+# Every rollup table has a ``width_s`` (60: minute buckets, kept for a limited window; 3600:
+# hour buckets, kept forever) and a ``bucket`` (the bucket's start, UTC-aligned). Unknown
+# deployment / gpu_type / gpu_name are stored as '' so that they can be part of a key.
+def _key(**kw: Any) -> Any:
+    return mapped_column(Text, primary_key=True, **kw)
+
+
+class RollupGeneration(Base):
+    """Counts, sums and latency histograms of generations per bucket and grouping level.
+
+    ``lvl`` is SQL's GROUPING(model, model_version, deployment, gpu_type): a dimension whose
+    bit is set was summed over and holds '*'. 0 is the full key, 15 the grand total.
+    """
+
+    __tablename__ = "rollup_generations"
+
+    width_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lvl: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    model: Mapped[str] = _key()
+    model_version: Mapped[str] = _key()
+    deployment: Mapped[str] = _key()
+    gpu_type: Mapped[str] = _key()
+    requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    images: Mapped[int] = mapped_column(BigInteger)  # sum of batch_size over ok requests
+    queue_n: Mapped[int] = mapped_column(BigInteger)
+    queue_sum_ms: Mapped[float] = mapped_column(Double)
+    inference_n: Mapped[int] = mapped_column(BigInteger)
+    inference_sum_ms: Mapped[float] = mapped_column(Double)
+    total_n: Mapped[int] = mapped_column(BigInteger)
+    total_sum_ms: Mapped[float] = mapped_column(Double)
+    # Sparse log-spaced histograms, each element (bin << 32) | count (db/histogram.py).
+    h_queue: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    h_inference: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    h_total: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+
+
+class RollupError(Base):
+    """Failed requests per bucket, full key and error kind (the message's normalised head)."""
+
+    __tablename__ = "rollup_errors"
+
+    width_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    model: Mapped[str] = _key()
+    model_version: Mapped[str] = _key()
+    deployment: Mapped[str] = _key()
+    gpu_type: Mapped[str] = _key()
+    kind: Mapped[str] = _key()
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupQuality(Base):
+    """Scorer results per bucket of the *generation's* time, full key, scorer and version."""
+
+    __tablename__ = "rollup_quality"
+
+    width_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    model: Mapped[str] = _key()
+    model_version: Mapped[str] = _key()
+    deployment: Mapped[str] = _key()
+    gpu_type: Mapped[str] = _key()
+    scorer: Mapped[str] = _key()
+    scorer_version: Mapped[str] = _key()
+    n: Mapped[int] = mapped_column(BigInteger)
+    value_n: Mapped[int] = mapped_column(BigInteger)
+    value_sum: Mapped[float] = mapped_column(Double)
+    flag_n: Mapped[int] = mapped_column(BigInteger)  # results with a non-null flag
+    flagged_n: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupGpu(Base):
+    """GPU readings per bucket and GPU (host, index, MIG instance, name)."""
+
+    __tablename__ = "rollup_gpu"
+
+    width_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    host: Mapped[str] = _key()
+    gpu_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mig_instance: Mapped[str] = _key()
+    gpu_name: Mapped[str] = _key()
+    n: Mapped[int] = mapped_column(BigInteger)
+    util_n: Mapped[int] = mapped_column(BigInteger)
+    util_sum: Mapped[float] = mapped_column(Double)  # % summed over readings
+    idle_n: Mapped[int] = mapped_column(BigInteger)  # readings under the idle threshold
+    mem_n: Mapped[int] = mapped_column(BigInteger)
+    mem_used_sum_mib: Mapped[float] = mapped_column(Double)
+    mem_total_sum_mib: Mapped[float] = mapped_column(Double)
+    power_n: Mapped[int] = mapped_column(BigInteger)
+    power_sum_w: Mapped[float] = mapped_column(Double)
+    # Bit m set: a reading fell in minute m of the bucket. popcount × 60 s = time observed.
+    minutes: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupState(Base):
+    """How far each raw table has been rolled up: every xid below ``xid_done`` is in."""
+
+    __tablename__ = "rollup_state"
+
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    xid_done: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    rows_total: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class GpuPrice(Base):
+    """What one GPU costs per hour (USD), keyed by the name NVML reports (= gpu_type)."""
+
+    __tablename__ = "gpu_prices"
+
+    gpu_type: Mapped[str] = mapped_column(Text, primary_key=True)
+    usd_per_hour: Mapped[float] = mapped_column(Double)
+    note: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

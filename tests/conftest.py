@@ -50,8 +50,10 @@ def _create_database(admin_url: str, name: str) -> str:
 def _drop_orphans(admin_url: str) -> None:
     """Drop test databases left by test processes that died before cleaning up."""
     with psycopg.connect(raw_conninfo(admin_url), autocommit=True) as conn:
-        names = [r[0] for r in conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'dwtest\\_%'")]
+        names = [
+            r[0]
+            for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'dwtest\\_%'")
+        ]
         for name in names:
             pid = int(name.split("_")[1])
             if not Path(f"/proc/{pid}").exists():
