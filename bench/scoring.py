@@ -116,8 +116,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--batch-size",
         type=int,
-        default=256,
-        help="images per loaded batch and per model call (the worker's CLI default is 64)",
+        default=512,
+        help="images per loaded batch and per model call (the worker CLI's GPU default)",
     )
     p.add_argument("--device", default="auto", help="auto | cuda | cuda:N | cpu")
     p.add_argument(

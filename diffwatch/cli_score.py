@@ -20,7 +20,10 @@ def register(app: typer.Typer) -> None:
         device: Annotated[
             str, typer.Option(help="auto (a GPU when one is visible), cuda, cuda:N or cpu.")
         ] = "auto",
-        batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 64,
+        batch_size: Annotated[
+            int | None,
+            typer.Option(min=1, help="Images per batch (default: 512 on a GPU, 64 on CPU)."),
+        ] = None,
         once: Annotated[
             bool, typer.Option("--once", help="Score what is pending now, then exit (default).")
         ] = False,
@@ -113,10 +116,15 @@ def _score(a: dict) -> None:
     from scoring.scorers import ScorerOptions, build_scorers, resolve_device
     from scoring.worker import DB_DOWN_ERRORS, ScoringWorker
 
+    try:
+        device = resolve_device(a["device"])
+    except (ValueError, RuntimeError) as exc:
+        raise fail(first_line(exc), 2) from None
+    batch_size = a["batch_size"] or (512 if device.startswith("cuda") else 64)
     opts = ScorerOptions(
         names=names,
-        device=a["device"],
-        batch_size=a["batch_size"],
+        device=device,
+        batch_size=batch_size,
         clip_model=a["clip_model"],
         clip_pretrained=a["clip_pretrained"],
         clip_checkpoint=a["clip_checkpoint"],
@@ -129,7 +137,6 @@ def _score(a: dict) -> None:
     )
     try:
         scorers = build_scorers(opts)
-        device = resolve_device(opts.device)
         if a["gpu_jpeg"] and not device.startswith("cuda"):
             raise ValueError(f"--gpu-jpeg needs a CUDA device, but --device is {device!r}")
         extra = {} if a["gpu_jpeg"] is None else {"gpu_jpeg": a["gpu_jpeg"]}
@@ -143,7 +150,7 @@ def _score(a: dict) -> None:
     worker = ScoringWorker(
         rt.conninfo,
         scorers,
-        batch_size=a["batch_size"],
+        batch_size=batch_size,
         lease_s=a["lease_s"],
         max_attempts=a["max_attempts"],
         loader=loader,

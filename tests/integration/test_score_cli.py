@@ -82,3 +82,12 @@ def test_unloadable_clip_weights_give_one_clear_error(tmp_path, db_url):
     )
     assert res.exit_code == 1
     assert "never" in res.output and str(missing) in res.output
+
+
+def test_gpu_jpeg_without_a_gpu_is_a_clear_usage_error(db_url):
+    res = CliRunner().invoke(
+        build(),
+        ["score", "--device", "cpu", "--gpu-jpeg", "--scorers", "nsfw", "--database-url", db_url],
+    )
+    assert res.exit_code == 2, res.output
+    assert "--gpu-jpeg needs a CUDA device" in res.output

@@ -61,15 +61,17 @@ def mixed(tmp_path: Path) -> list[str]:
     """Good JPEGs (plain, rotated, progressive, CMYK), PNGs, and broken or missing files."""
     paths = []
     for i in range(6):
-        im = Image.fromarray(photo(48 + 8 * i, 40 + 4 * i, seed=i))
+        im = Image.fromarray(photo(320 + 8 * i, 320 + 4 * i, seed=i))
         paths.append(save(tmp_path / f"plain{i}.jpg", im, "JPEG", quality=90))
         paths.append(save(tmp_path / f"p{i}.png", im, "PNG"))
-    im = Image.fromarray(photo(40, 24, seed=9))
+    im = Image.fromarray(photo(400, 330, seed=9))
     exif = Image.Exif()
     exif[0x0112] = 6
     paths.append(save(tmp_path / "rot6.jpg", im, "JPEG", exif=exif.tobytes()))
     paths.append(save(tmp_path / "prog.jpg", im, "JPEG", progressive=True))
     paths.append(save(tmp_path / "cmyk.jpg", im.convert("CMYK"), "JPEG"))
+    small = Image.fromarray(photo(319, 400, seed=3))  # under NudeNet's 320 px: CPU decodes
+    paths.append(save(tmp_path / "small.jpg", small, "JPEG"))
     good = (tmp_path / "plain0.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(good[: len(good) // 2])
     paths.append(str(tmp_path / "cut.jpg"))
@@ -101,7 +103,7 @@ def test_only_plain_jpegs_stay_encoded_for_the_device(mixed: list[str]) -> None:
     kinds = {Path(p).name: load_image(p, keep_jpeg=True) for p in mixed}
     assert all(isinstance(kinds[f"plain{i}.jpg"], EncodedJpeg) for i in range(6))
     assert isinstance(kinds["rot6.jpg"], EncodedJpeg) and kinds["rot6.jpg"].orientation == 6
-    for name in ("prog.jpg", "cmyk.jpg", "p0.png"):  # the CPU decodes (and converts) these
+    for name in ("prog.jpg", "cmyk.jpg", "small.jpg", "p0.png"):  # the CPU decodes these
         assert isinstance(kinds[name], LoadedImage), name
     assert "CMYK" in " ".join(kinds["cmyk.jpg"].notes)
     assert kinds["cut.jpg"].kind == "truncated"  # found on the CPU, never sent to nvJPEG
@@ -126,7 +128,11 @@ def test_orient_matches_pillow_exif_transpose(tmp_path: Path, orientation: int) 
     exif = Image.Exif()
     exif[0x0112] = orientation
     path = save(
-        tmp_path / "o.jpg", Image.fromarray(photo(30, 20)), "JPEG", quality=95, exif=exif.tobytes()
+        tmp_path / "o.jpg",
+        Image.fromarray(photo(360, 330)),
+        "JPEG",
+        quality=95,
+        exif=exif.tobytes(),
     )
     want = load_image(path)
     (got,) = decode_jpegs([load_image(path, keep_jpeg=True)], "cpu", **LIMITS)
@@ -140,7 +146,7 @@ def test_orient_matches_pillow_exif_transpose(tmp_path: Path, orientation: int) 
 def test_a_file_the_device_decoder_refuses_falls_back_to_the_cpu_and_says_why(
     tmp_path: Path,
 ) -> None:
-    good = save(tmp_path / "a.jpg", Image.fromarray(photo(64, 48)), "JPEG")
+    good = save(tmp_path / "a.jpg", Image.fromarray(photo(352, 336)), "JPEG")
     enc = load_image(good, keep_jpeg=True)
     assert isinstance(enc, EncodedJpeg)
     data = bytearray(enc.data)
@@ -148,7 +154,7 @@ def test_a_file_the_device_decoder_refuses_falls_back_to_the_cpu_and_says_why(
     data[sos + 20 : -2] = b"\xff\x00" * ((len(data) - 2 - sos - 20) // 2) + b"\x00" * (
         (len(data) - 2 - sos - 20) % 2
     )
-    broken = EncodedJpeg(enc.uri, bytes(data[: sos + 4]) + b"\xff\xd9", 64, 48, 1, 10)
+    broken = EncodedJpeg(enc.uri, bytes(data[: sos + 4]) + b"\xff\xd9", 352, 336, 1, 10)
     results = decode_jpegs([enc, broken, enc], "cpu", **LIMITS)
     assert isinstance(results[0], LoadedImage) and isinstance(results[2], LoadedImage)
     assert isinstance(results[1], ImageFailure)
@@ -174,9 +180,8 @@ def test_loader_processes_threads_and_device_jpeg_give_the_same_batch(mixed: lis
         c = procs.load(mixed[::-1], prompts[::-1])  # the processes are reused; order kept
     same_results(a.images, b.images)
     same_results(a.images[::-1], c.images)
-    assert (
-        sum(isinstance(im.rgb, np.ndarray) for im in b.images if isinstance(im, LoadedImage)) == 8
-    )
+    on_host = [isinstance(im.rgb, np.ndarray) for im in b.images if isinstance(im, LoadedImage)]
+    assert sum(on_host) == 9  # 6 PNGs; the progressive, CMYK and small JPEGs
     want = tokenize(text.tokenizer, prompts, 77)
     for got in (a.tokens, b.tokens):
         assert got is not None
