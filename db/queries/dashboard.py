@@ -1,0 +1,227 @@
+"""Ops dashboard data from rollups only: KPIs, latency percentiles, throughput, errors.
+
+Every function takes a ``Filters`` (time range [start, end) and optional filters) and returns
+a small list of frozen dataclasses (``pandas.DataFrame(rows)`` makes a frame of them).
+Latencies are in ms, with the relative error of ``db.histogram.ALPHA`` (2 %); money in USD.
+Cost, GPU and quality queries are in ``dashboard_cost``; see docs/rollups.md.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+
+from db.histogram import quantiles
+from db.queries.dashboard_filters import Filters, GroupBy, group_sql, level, point_sql, where
+
+Metric = Literal["queue", "inference", "total"]
+_MASK = "4294967295"
+
+
+@dataclass(frozen=True, slots=True)
+class Kpis:
+    """Headline figures of one period (latency: total_ms; cost attributed to requests)."""
+
+    requests: int
+    images: int
+    errors: int
+    error_rate: float | None  # errors / requests
+    p50_ms: float | None
+    p95_ms: float | None
+    gpu_hours: float  # inference GPU time of the requests (h)
+    cost_usd: float | None  # gpu_hours × price of their GPU type; None when none is priced
+    cost_per_image_usd: float | None
+    unpriced_gpu_hours: float  # GPU time on GPU types missing from gpu_prices (h)
+    clip_mean: float | None
+    nsfw_rate: float | None  # flagged / scored by the nsfw scorer
+    scored: int  # scorer results in the period
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyPoint:
+    """Latency of one group at one time-series point (ms)."""
+
+    t: datetime
+    group: str
+    n: int
+    mean_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputPoint:
+    """Requests, images and errors of one group at one point; rates per minute."""
+
+    t: datetime
+    group: str
+    requests: int
+    images: int
+    errors: int
+    error_rate: float | None
+    images_per_min: float
+    step_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    """Failed requests of one kind in the range, and their share of all requests."""
+
+    kind: str
+    errors: int
+    share_of_requests: float | None
+
+
+def _rate(num: float, den: float) -> float | None:
+    # Sums of bigint come back as Decimal: compare and divide as floats.
+    return float(num) / float(den) if den else None
+
+
+def _hist(
+    conn: psycopg.Connection, f: Filters, metric: Metric, by: GroupBy, step: int | None, lvl: int
+) -> dict[tuple[datetime, str], dict[int, int]]:
+    """Merged histograms per (point, group): {bin: count}."""
+    w = f.width()
+    cond, params = where(f, w, "r")
+    rows = conn.execute(
+        f"SELECT {point_sql(step, 'r')}, {group_sql(by, 'r')}, e >> 32,"
+        f" sum(e & {_MASK})::bigint FROM rollup_generations r, unnest(r.h_{metric}) e"
+        f" WHERE r.lvl = %(lvl)s AND {cond} GROUP BY 1, 2, 3",
+        params | {"lvl": lvl},
+    )
+    out: dict[tuple[datetime, str], dict[int, int]] = defaultdict(dict)
+    for t, g, b, n in rows:
+        out[(t, g)][int(b)] = int(n)
+    return out
+
+
+def kpis(conn: psycopg.Connection, f: Filters) -> Kpis:
+    """Headline figures for the range: volume, errors, latency, attributed cost, quality."""
+    w, lvl = f.width(), level(f, None, need_gpu=True)
+    cond, params = where(f, w, "r")
+    requests = images = errors = 0
+    gpu_h = unpriced_h = 0.0
+    cost: float | None = None
+    for _gpu, req, img, err, inf_ms, price in conn.execute(
+        "SELECT r.gpu_type, sum(r.requests), sum(r.images), sum(r.errors),"
+        " sum(r.inference_sum_ms), max(p.usd_per_hour) FROM rollup_generations r"
+        " LEFT JOIN gpu_prices p ON p.gpu_type = r.gpu_type"
+        f" WHERE r.lvl = %(lvl)s AND {cond} GROUP BY r.gpu_type",
+        params | {"lvl": lvl},
+    ):
+        requests, images, errors = requests + int(req), images + int(img), errors + int(err)
+        hours = float(inf_ms) / 3.6e6
+        gpu_h += hours
+        if price is None:
+            unpriced_h += hours
+        else:
+            cost = (cost or 0.0) + hours * float(price)
+    hist = _hist(conn, f, "total", None, None, lvl).get((f.start, ""), {})
+    p50, p95 = quantiles(hist, (0.5, 0.95))
+    q = _quality_totals(conn, f, w)
+    clip, nsfw = q.get("clip"), q.get("nsfw")
+    return Kpis(
+        requests=requests,
+        images=images,
+        errors=errors,
+        error_rate=_rate(errors, requests),
+        p50_ms=p50,
+        p95_ms=p95,
+        gpu_hours=gpu_h,
+        cost_usd=cost,
+        cost_per_image_usd=_rate(cost, images) if cost is not None else None,
+        unpriced_gpu_hours=unpriced_h,
+        clip_mean=_rate(clip[1], clip[0]) if clip else None,
+        nsfw_rate=_rate(nsfw[3], nsfw[2]) if nsfw else None,
+        scored=sum(v[4] for v in q.values()),
+    )
+
+
+def _quality_totals(
+    conn: psycopg.Connection, f: Filters, w: int
+) -> dict[str, tuple[int, float, int, int, int]]:
+    cond, params = where(f, w)
+    return {
+        s: (int(vn), float(vs), int(fn), int(fd), int(n))
+        for s, vn, vs, fn, fd, n in conn.execute(
+            "SELECT scorer, sum(value_n), sum(value_sum), sum(flag_n), sum(flagged_n), sum(n)"
+            f" FROM rollup_quality WHERE {cond} GROUP BY scorer",
+            params,
+        )
+    }
+
+
+def kpis_with_previous(conn: psycopg.Connection, f: Filters) -> tuple[Kpis, Kpis]:
+    """KPIs of the range and of the period of the same length just before it."""
+    return kpis(conn, f), kpis(conn, f.previous())
+
+
+def latency(
+    conn: psycopg.Connection,
+    f: Filters,
+    metric: Metric = "total",
+    by: GroupBy = None,
+    over_time: bool = True,
+) -> list[LatencyPoint]:
+    """p50/p95/p99 and mean latency (ms) per point and group; one point if not over_time."""
+    w, lvl = f.width(), level(f, by)
+    step = f.step(w) if over_time else None
+    hists = _hist(conn, f, metric, by, step, lvl)
+    cond, params = where(f, w, "r")
+    sums: dict[Any, tuple[int, float]] = {
+        (t, g): (int(n), float(s))
+        for t, g, n, s in conn.execute(
+            f"SELECT {point_sql(step, 'r')}, {group_sql(by, 'r')}, sum(r.{metric}_n),"
+            f" sum(r.{metric}_sum_ms) FROM rollup_generations r"
+            f" WHERE r.lvl = %(lvl)s AND {cond} GROUP BY 1, 2",
+            params | {"lvl": lvl},
+        )
+    }
+    out = []
+    for key in sorted(hists):
+        n, total = sums.get(key, (0, 0.0))
+        p50, p95, p99 = quantiles(hists[key], (0.5, 0.95, 0.99))
+        out.append(LatencyPoint(key[0], key[1], n, _rate(total, n), p50, p95, p99))
+    return out
+
+
+def throughput(conn: psycopg.Connection, f: Filters, by: GroupBy = None) -> list[ThroughputPoint]:
+    """Requests, images and errors per time-series point and group."""
+    w, lvl = f.width(), level(f, by)
+    step = f.step(w)
+    cond, params = where(f, w, "r")
+    rows = conn.execute(
+        f"SELECT {point_sql(step, 'r')} AS t, {group_sql(by, 'r')} AS g, sum(r.requests),"
+        f" sum(r.images), sum(r.errors) FROM rollup_generations r"
+        f" WHERE r.lvl = %(lvl)s AND {cond} GROUP BY 1, 2 ORDER BY 1, 2",
+        params | {"lvl": lvl},
+    )
+    return [
+        ThroughputPoint(
+            t, g, int(req), int(img), int(err), _rate(int(err), int(req)), img * 60 / step, step
+        )
+        for t, g, req, img, err in rows
+    ]
+
+
+def errors_by_kind(conn: psycopg.Connection, f: Filters) -> list[ErrorKind]:
+    """Failed requests per error kind in the range, most frequent first."""
+    w = f.width()
+    cond, params = where(f, w)
+    row = conn.execute(
+        f"SELECT coalesce(sum(requests), 0) FROM rollup_generations WHERE lvl = %(lvl)s AND {cond}",
+        params | {"lvl": level(f, None)},
+    ).fetchone()
+    requests = int(row[0]) if row else 0
+    return [
+        ErrorKind(kind, int(n), _rate(int(n), requests))
+        for kind, n in conn.execute(
+            f"SELECT kind, sum(n) FROM rollup_errors WHERE {cond} GROUP BY kind ORDER BY 2 DESC, 1",
+            params,
+        )
+    ]
