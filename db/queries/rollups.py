@@ -1,8 +1,9 @@
 """SQL of the rollup refresh: raw rows → minute and hour buckets, exactly once.
 
 Each raw table carries ``ingest_xid``, the top-level id of the transaction that inserted
-the row. A refresh locks the watermark rows in ``rollup_state``, then takes
-``hi = pg_snapshot_xmin(pg_current_snapshot())``: every transaction with an xid below ``hi``
+the row. A refresh locks the watermark rows in ``rollup_state``, then takes a horizon
+``hi`` (``pg_snapshot_xmin(pg_current_snapshot())``, or finer, the oldest transaction still
+running in this database): every transaction that can write here with an xid below ``hi``
 has finished, so the rows with ``lo <= ingest_xid < hi`` are final (committed and visible,
 or rolled back and gone) and no later commit can add to that range. It adds those rows to
 the rollups and moves the watermark to ``hi``, all in one transaction. The ranges of
@@ -144,6 +145,45 @@ def _count(cur: psycopg.Cursor, source: str, lo: int, hi: int) -> int:
     return int(row[0]) if row else 0
 
 
+# Running transactions of *this* database (and prepared ones), as full 64-bit xids derived
+# from the 32-bit ids that pg_stat_activity shows: they are all below the snapshot's xmax.
+_RUNNING_HERE = """
+SELECT min(%(xmax)s - ((%(xmax)s - x::text::bigint) & 4294967295)) FROM (
+    SELECT backend_xid AS x FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+    UNION ALL
+    SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()
+) running
+"""
+
+
+def _horizon(cur: psycopg.Cursor, minute_retention: timedelta) -> tuple[int, datetime]:
+    """The xid below which every transaction that could write here has finished.
+
+    Each query is its own statement, so its snapshot is taken after the watermark lock.
+    Transactions of other databases cannot write here, so they need not hold the
+    horizon back; but only a role that sees every session's xid in pg_stat_activity can
+    tell them apart. Any other role uses the cluster-wide ``pg_snapshot_xmin``.
+    """
+    row = cur.execute(
+        "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint,"
+        " date_trunc('minute', now() - %s),"
+        " (SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')"
+        "  FROM pg_roles WHERE rolname = current_user)"
+        " FROM pg_current_snapshot() s",
+        (minute_retention,),
+    ).fetchone()
+    assert row is not None
+    xmin, xmax, since, sees_all = int(row[0]), int(row[1]), row[2], bool(row[3])
+    if not sees_all:
+        return xmin, since
+    # pg_stat_activity is read for the first time in this transaction here, after the
+    # snapshot above: a transaction with an xid below xmax either shows here or is over.
+    running = cur.execute(_RUNNING_HERE, {"xmax": xmax}).fetchone()
+    here = running[0] if running else None
+    return (xmax if here is None else min(xmax, int(here))), since
+
+
 def refresh(conn: psycopg.Connection, minute_retention: timedelta) -> RefreshResult:
     """Roll up every raw row committed since the last refresh, in one transaction.
 
@@ -166,14 +206,7 @@ def refresh(conn: psycopg.Connection, minute_retention: timedelta) -> RefreshRes
                 (list(SOURCES),),
             )
         }
-        # A fresh statement, hence a fresh snapshot taken after the lock was granted.
-        row = cur.execute(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
-            " date_trunc('minute', now() - %s)",
-            (minute_retention,),
-        ).fetchone()
-        assert row is not None
-        hi, since = int(row[0]), row[1]
+        hi, since = _horizon(cur, minute_retention)
         rows: dict[str, int] = {}
         for source, statements in _STATEMENTS.items():
             start = lo[source]
