@@ -255,6 +255,12 @@ def _print_summary(r: DemoResult, url: str) -> None:
     )
     if r.scoring:
         _print_scoring(r.scoring)
+    if r.rollups:
+        echo(
+            f"rollups refreshed for the dashboard: {r.rollups.get('generations', 0)} "
+            f"generations, {r.rollups.get('gpu_samples', 0)} GPU samples, "
+            f"{r.rollups.get('scorer_results', 0)} scorer results rolled up"
+        )
     echo("the database now holds:")
     versions = ", ".join(f"{k}: {v}" for k, v in t.by_version.items()) or "none"
     echo(f"  generations       {t.generations:>8}  ({versions}; {t.errors} errors)")

@@ -15,6 +15,7 @@ import psycopg
 
 from collectors.logs.collector import CollectSummary, LogCollector
 from db.queries import demo as demo_sql
+from db.queries import rollups
 from diffwatch.demo import store
 from diffwatch.demo.files import log_glob
 from diffwatch.demo.fleet import SOURCE, build_fleet
@@ -67,6 +68,7 @@ class DemoResult:
     collected: CollectSummary
     totals: demo_sql.Totals
     scoring: ScoringReport | None = None
+    rollups: dict[str, int] = field(default_factory=dict)  # raw rows rolled up, per table
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -129,6 +131,9 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
         scoring = score_demo(
             conninfo, loaded, opts.score.limit, progress.score_start, progress.scored
         )
+    with psycopg.connect(conninfo) as conn:
+        # The dashboard reads rollups only: bring them up to date with what was stored.
+        rolled = rollups.refresh(conn, rollups.DEFAULT_MINUTE_RETENTION).rows
     with psycopg.connect(conninfo, autocommit=True) as conn:
         totals = demo_sql.totals(conn, MODEL, SOURCE)
     simulated = [m for r in ranges for m in (r[0], r[-1])]
@@ -143,6 +148,7 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
         collected=collected,
         totals=totals,
         scoring=scoring,
+        rollups=rolled,
         elapsed_s=time.perf_counter() - t0,
         notes=notes,
     )

@@ -56,6 +56,8 @@ def test_demo_stores_a_realistic_history_once(tmp_path, db_url, sql):
     assert lines == first["service"]["log_lines"] == gens + rejected
     assert first["collected"]["ingested"] == gens > 1500
     assert first["collected"]["rejected"] == rejected
+    # -- the dashboard's rollups are brought up to date at the end
+    assert first["rollups"] == {"generations": gens, "gpu_samples": gpu, "scorer_results": 3}
 
     # -- generations: both versions, errors, unknown keys in extra, inside the window
     by_version = dict(
