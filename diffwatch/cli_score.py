@@ -59,6 +59,14 @@ def register(app: typer.Typer) -> None:
                 "genitalia, breasts, buttocks, anus; see docs/nsfw.md)."
             ),
         ] = None,
+        convert_unusual_modes: Annotated[
+            bool,
+            typer.Option(
+                "--convert-unusual-modes",
+                help="Score CMYK, palette and alpha images and animations converted to RGB "
+                "(alpha on white, first frame) instead of recording them as errors.",
+            ),
+        ] = False,
         lease_s: Annotated[
             float, typer.Option(min=1.0, help="Seconds a claimed batch stays ours.")
         ] = 300.0,
@@ -141,7 +149,11 @@ def _score(a: dict) -> None:
             raise ValueError(f"--gpu-jpeg needs a CUDA device, but --device is {device!r}")
         extra = {} if a["gpu_jpeg"] is None else {"gpu_jpeg": a["gpu_jpeg"]}
         loader = LoaderOptions.for_device(
-            device, a["load_processes"], threads=a["load_threads"], **extra
+            device,
+            a["load_processes"],
+            threads=a["load_threads"],
+            convert_modes=a["convert_unusual_modes"],
+            **extra,
         )
     except ClipWeightsError as exc:
         raise fail(str(exc)) from None

@@ -20,6 +20,21 @@ _MODE_NOTES = {
 }
 
 
+def unusual_mode(im: Image.Image, frames: int) -> tuple[str, str] | None:
+    """What makes ``im`` (opened, not decoded) unfit for scoring as it is, and its failure
+    kind, or None. Animations, CMYK, palette and alpha images; grayscale and 16-bit images
+    convert without guessing, and multi-picture JPEGs (MPO) are JPEGs with extra views."""
+    if frames > 1 and im.format != "MPO":
+        return f"animated {im.format} with {frames} frames", "animated"
+    if im.mode == "CMYK":
+        return "CMYK colour (a print colour space)", "unsupported_mode"
+    if im.mode in ("P", "PA"):
+        return "palette (indexed) colour", "unsupported_mode"
+    if im.mode in _ALPHA_MODES or im.info.get("transparency") is not None:
+        return f"an alpha channel or transparency (mode {im.mode})", "unsupported_mode"
+    return None
+
+
 def to_rgb(im: Image.Image) -> tuple[Image.Image, tuple[str, ...]]:
     """A loaded image as mode RGB (alpha composited on white) and notes on what changed."""
     notes: list[str] = []

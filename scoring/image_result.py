@@ -27,6 +27,8 @@ FailureKind = Literal[
     "truncated",  # a PNG/JPEG/WEBP that ends early
     "corrupt",  # a PNG/JPEG/WEBP that the decoder rejects for another reason
     "decompression_bomb",  # over Pillow's decompression-bomb limit
+    "unsupported_mode",  # CMYK, palette or alpha (refused unless modes are converted)
+    "animated",  # more than one frame (refused unless modes are converted)
     "too_large",  # over max_side, max_pixels or max_bytes
     "out_of_memory",  # decoding ran out of memory (transient: memory may free up)
     "internal_error",  # a bug in this loader; the reason says so

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from diffwatch.errors import first_line
-from scoring.image_color import to_rgb
+from scoring.image_color import to_rgb, unusual_mode
 from scoring.image_read import read_with_retries
 from scoring.image_result import (
     EncodedJpeg,
@@ -79,6 +79,7 @@ def load_image(
     backoff_s: float = ...,
     storage_options: Mapping[str, Any] | None = ...,
     keep_jpeg: Literal[False] = ...,
+    convert_modes: bool = ...,
 ) -> LoadedImage | ImageFailure: ...
 @overload
 def load_image(
@@ -91,6 +92,7 @@ def load_image(
     backoff_s: float = ...,
     storage_options: Mapping[str, Any] | None = ...,
     keep_jpeg: bool,
+    convert_modes: bool = ...,
 ) -> LoadedImage | EncodedJpeg | ImageFailure: ...
 def load_image(
     uri: str | None,
@@ -102,6 +104,7 @@ def load_image(
     backoff_s: float = 0.2,
     storage_options: Mapping[str, Any] | None = None,
     keep_jpeg: bool = False,
+    convert_modes: bool = False,
 ) -> LoadedImage | EncodedJpeg | ImageFailure:
     """Read and decode one image to RGB; never raises for bad input (see ``FailureKind``).
 
@@ -116,6 +119,12 @@ def load_image(
     size checked; a single-frame baseline YCbCr JPEG with its end-of-image marker and a
     readable EXIF orientation). Anything else is decoded here as usual.
     ``scoring.device_decode.decode_jpegs`` finishes the job on the GPU.
+
+    CMYK, palette and alpha images and animations are refused (``unsupported_mode``,
+    ``animated``): a generation service writes single RGB images, so such a file is set
+    aside rather than guessed at. With ``convert_modes`` they are converted to RGB instead
+    (alpha composited on white, the first frame of an animation) and the notes say so.
+    Grayscale and 16-bit images are always converted.
     """
     _check_limits(max_pixels=max_pixels, max_side=max_side, max_bytes=max_bytes)
     _check_retry(retries=retries, backoff_s=backoff_s)
@@ -131,7 +140,13 @@ def load_image(
             uri, max_bytes, retries, backoff_s, dict(storage_options or {})
         )
         return _decode(
-            uri, data, attempts, max_pixels=max_pixels, max_side=max_side, keep_jpeg=keep_jpeg
+            uri,
+            data,
+            attempts,
+            max_pixels=max_pixels,
+            max_side=max_side,
+            keep_jpeg=keep_jpeg,
+            convert_modes=convert_modes,
         )
     except ReadFailed as exc:
         return exc.failure
@@ -155,6 +170,7 @@ def load_images(
     backoff_s: float = 0.2,
     storage_options: Mapping[str, Any] | None = None,
     keep_jpeg: bool = False,
+    convert_modes: bool = False,
 ) -> list[LoadedImage | EncodedJpeg | ImageFailure]:
     """``load_image`` for many URIs on ``workers`` threads; results in the order given.
 
@@ -178,6 +194,7 @@ def load_images(
             backoff_s=backoff_s,
             storage_options=storage_options,
             keep_jpeg=keep_jpeg,
+            convert_modes=convert_modes,
         )
 
     if len(todo) <= 1 or workers == 1:
@@ -192,16 +209,35 @@ def load_images(
 
 
 def decode_bytes(
-    uri: str, data: bytes, attempts: int = 1, *, max_pixels: int, max_side: int
+    uri: str,
+    data: bytes,
+    attempts: int = 1,
+    *,
+    max_pixels: int,
+    max_side: int,
+    convert_modes: bool = False,
 ) -> LoadedImage | ImageFailure:
     """Check and decode an image's bytes on the CPU, as ``load_image`` does after reading."""
     return _decode(  # type: ignore[return-value]  # keep_jpeg=False: never an EncodedJpeg
-        uri, data, attempts, max_pixels=max_pixels, max_side=max_side, keep_jpeg=False
+        uri,
+        data,
+        attempts,
+        max_pixels=max_pixels,
+        max_side=max_side,
+        keep_jpeg=False,
+        convert_modes=convert_modes,
     )
 
 
 def _decode(
-    uri: str, data: bytes, attempts: int, *, max_pixels: int, max_side: int, keep_jpeg: bool
+    uri: str,
+    data: bytes,
+    attempts: int,
+    *,
+    max_pixels: int,
+    max_side: int,
+    keep_jpeg: bool,
+    convert_modes: bool,
 ) -> LoadedImage | EncodedJpeg | ImageFailure:
     """Open (header only), check the size, then decode fully and convert to RGB.
 
@@ -247,6 +283,15 @@ def _decode(
             )
         fmt = "JPEG" if im.format == "MPO" else (im.format or sniffed or "unknown")
         frames = int(getattr(im, "n_frames", 1) or 1)
+        if not convert_modes and (refused := unusual_mode(im, frames)) is not None:
+            what, kind = refused
+            return fail(
+                f"{what}: the scorers read single RGB images, which is what a generation "
+                "service writes, so this file is set aside rather than guessed at; "
+                "re-encode it as RGB, or score converted copies with "
+                "`diffwatch score --convert-unusual-modes`",
+                kind,
+            )
         if keep_jpeg:
             encoded = device_decodable(uri, im, data, attempts, frames)
             if encoded is not None:

@@ -48,7 +48,8 @@ class LoaderOptions:
     ``processes``: loader processes (0: ``threads`` threads in this process instead).
     ``device``: where the scorers run. With ``gpu_jpeg``, plain JPEGs are decoded there by
     torchvision: nvJPEG on CUDA (on ``cpu``, libjpeg-turbo, which is how CI tests the path).
-    The limits (pixels, bytes), retries and ``storage_options`` are ``load_image``'s.
+    ``convert_modes``, the limits (pixels, bytes), retries and ``storage_options`` are
+    ``load_image``'s.
     """
 
     processes: int = 0
@@ -56,6 +57,7 @@ class LoaderOptions:
     start_method: str = "forkserver"
     device: str = "cpu"
     gpu_jpeg: bool = False
+    convert_modes: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_side: int = DEFAULT_MAX_SIDE
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -239,6 +241,7 @@ def _load_here(
         backoff_s=opts.backoff_s,
         storage_options=opts.storage_options,
         keep_jpeg=opts.gpu_jpeg,
+        convert_modes=opts.convert_modes,
     )
     return images, text(prompts) if text is not None else None
 

@@ -156,13 +156,15 @@ class ScoringWorker:
                 batch.tokens.take(good) if batch.tokens is not None else None,
             )
             for i, out in zip(good, outcomes, strict=True):
+                notes = batch.images[i].notes  # type: ignore[union-attr]
+                details = {**out.details, "image_notes": list(notes)} if notes else out.details
                 results.append(
                     sql.ResultRow(
                         batch.claimed[i].generation_id,
                         scorer.key,
                         out.value,
                         out.flagged,
-                        out.details,
+                        details,
                     )
                 )
         written = sql.write(

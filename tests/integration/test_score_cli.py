@@ -91,3 +91,19 @@ def test_gpu_jpeg_without_a_gpu_is_a_clear_usage_error(db_url):
     )
     assert res.exit_code == 2, res.output
     assert "--gpu-jpeg needs a CUDA device" in res.output
+
+
+def test_unusual_modes_are_errors_unless_converted_and_then_noted(tmp_path, db_url, conninfo, sql):
+    from PIL import Image
+
+    paths = seed_with_images(conninfo, tmp_path / "d", 3)
+    Image.new("RGBA", (64, 64), (200, 10, 10, 128)).save(paths[0], "PNG")
+    first = score(db_url, "--scorers", "nsfw")
+    assert (first["results"], first["failures"]) == (2, 1)
+    [(kind, reason)] = sql("SELECT kind, reason FROM scoring_errors")
+    assert kind == "unsupported_mode" and "--convert-unusual-modes" in reason
+    sql("DELETE FROM scoring_errors")
+    again = score(db_url, "--scorers", "nsfw", "--convert-unusual-modes")
+    assert (again["results"], again["failures"]) == (1, 0)
+    [(notes,)] = sql("SELECT details->'image_notes' FROM scorer_results WHERE generation_id = 1")
+    assert notes == ["alpha composited on white"]

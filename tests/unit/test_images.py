@@ -303,7 +303,11 @@ def test_threads_keep_bomb_protection_and_leave_warning_filters_alone(tmp_path: 
 
 def test_cmyk_jpeg_becomes_rgb(tmp_path: Path) -> None:
     cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # pure red
-    img = loaded(load_image(write(tmp_path, "cmyk.jpg", encode(cmyk, "JPEG", quality=95))))
+    img = loaded(
+        load_image(
+            write(tmp_path, "cmyk.jpg", encode(cmyk, "JPEG", quality=95)), convert_modes=True
+        )
+    )
     assert np.abs(img.rgb[8, 8].astype(int) - [255, 0, 0]).max() <= 3
     assert "converted from CMYK" in img.notes
 
@@ -312,7 +316,11 @@ def test_palette_png_with_transparency(tmp_path: Path) -> None:
     pal = Image.new("P", (2, 1))
     pal.putpalette([255, 0, 0, 0, 0, 255])
     pal.putpixel((1, 0), 1)
-    img = loaded(load_image(write(tmp_path, "pal.png", encode(pal, "PNG", transparency=0))))
+    img = loaded(
+        load_image(
+            write(tmp_path, "pal.png", encode(pal, "PNG", transparency=0)), convert_modes=True
+        )
+    )
     assert img.rgb.tolist() == [[[255, 255, 255], [0, 0, 255]]]
     assert img.notes == ("palette image converted to RGB", "alpha composited on white")
 
@@ -320,14 +328,18 @@ def test_palette_png_with_transparency(tmp_path: Path) -> None:
 def test_palette_png_without_transparency(tmp_path: Path) -> None:
     pal = Image.new("P", (1, 1))
     pal.putpalette([10, 20, 30])
-    img = loaded(load_image(write(tmp_path, "pal.png", encode(pal, "PNG"))))
+    img = loaded(load_image(write(tmp_path, "pal.png", encode(pal, "PNG")), convert_modes=True))
     assert img.rgb.tolist() == [[[10, 20, 30]]]
     assert img.notes == ("palette image converted to RGB",)
 
 
 def test_rgba_png_is_composited_on_white(tmp_path: Path) -> None:
     rgba = np.array([[[0, 0, 255, 0], [0, 0, 255, 255], [255, 0, 0, 128]]], dtype=np.uint8)
-    img = loaded(load_image(write(tmp_path, "a.png", encode(Image.fromarray(rgba), "PNG"))))
+    img = loaded(
+        load_image(
+            write(tmp_path, "a.png", encode(Image.fromarray(rgba), "PNG")), convert_modes=True
+        )
+    )
     assert img.rgb[0, 0].tolist() == [255, 255, 255]
     assert img.rgb[0, 1].tolist() == [0, 0, 255]
     assert np.abs(img.rgb[0, 2].astype(int) - [255, 127, 127]).max() <= 1
@@ -336,7 +348,7 @@ def test_rgba_png_is_composited_on_white(tmp_path: Path) -> None:
 
 def test_opaque_rgba_says_alpha_was_dropped(tmp_path: Path) -> None:
     rgba = Image.new("RGBA", (2, 2), (1, 2, 3, 255))
-    img = loaded(load_image(write(tmp_path, "opaque.png", encode(rgba, "PNG"))))
+    img = loaded(load_image(write(tmp_path, "opaque.png", encode(rgba, "PNG")), convert_modes=True))
     assert img.rgb[1, 1].tolist() == [1, 2, 3]
     assert img.notes == ("alpha channel fully opaque, dropped",)
 
@@ -344,7 +356,7 @@ def test_opaque_rgba_says_alpha_was_dropped(tmp_path: Path) -> None:
 def test_la_png(tmp_path: Path) -> None:
     la = Image.new("LA", (2, 1), (100, 255))
     la.putpixel((1, 0), (100, 0))
-    img = loaded(load_image(write(tmp_path, "la.png", encode(la, "PNG"))))
+    img = loaded(load_image(write(tmp_path, "la.png", encode(la, "PNG")), convert_modes=True))
     assert img.rgb.tolist() == [[[100, 100, 100], [255, 255, 255]]]
     assert img.notes == ("grayscale image converted to RGB", "alpha composited on white")
 
@@ -380,7 +392,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 def test_animated_images_use_the_first_frame(tmp_path: Path, fmt: str, kw: dict) -> None:
     frames = [Image.new("RGB", (8, 6), c) for c in [(255, 0, 0), (0, 255, 0), (0, 0, 255)]]
     data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], **kw)
-    img = loaded(load_image(write(tmp_path, f"anim.{fmt.lower()}", data)))
+    img = loaded(load_image(write(tmp_path, f"anim.{fmt.lower()}", data), convert_modes=True))
     assert img.format == fmt and (img.width, img.height) == (8, 6)
     assert (img.rgb == [255, 0, 0]).all()
     assert "animated: first of 3 frames used" in img.notes
@@ -494,3 +506,45 @@ def test_load_images_preserves_order_with_mixed_inputs(
     assert got == expected
     assert [r.uri for r in results] == [str(u) for u in uris]
     assert load_images([]) == []
+
+
+# -- unusual modes are refused unless converting is asked for -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "image", "kw", "kind", "what"),
+    [
+        ("cmyk.jpg", Image.new("CMYK", (8, 8), (0, 255, 255, 0)), {}, "unsupported_mode", "CMYK"),
+        ("pal.png", Image.new("P", (8, 8)), {}, "unsupported_mode", "palette"),
+        ("rgba.png", Image.new("RGBA", (8, 8), (1, 2, 3, 4)), {}, "unsupported_mode", "alpha"),
+        ("la.png", Image.new("LA", (8, 8), (1, 2)), {}, "unsupported_mode", "alpha"),
+        (
+            "trns.png",
+            Image.new("RGB", (8, 8)),
+            {"transparency": (0, 0, 0)},
+            "unsupported_mode",
+            "transparency",
+        ),
+    ],
+)
+def test_unusual_modes_are_scoring_errors_by_default(
+    tmp_path: Path, name: str, image: Image.Image, kw: dict, kind: str, what: str
+) -> None:
+    fmt = "JPEG" if name.endswith(".jpg") else "PNG"
+    path = write(tmp_path, name, encode(image, fmt, **kw))
+    fail = failed(load_image(path), kind)
+    assert what in fail.reason and "--convert-unusual-modes" in fail.reason and path in fail.reason
+    assert isinstance(load_image(path, convert_modes=True), LoadedImage)
+
+
+@pytest.mark.parametrize(("fmt", "kw"), [("PNG", {}), ("WEBP", {"lossless": True})])
+def test_animations_are_scoring_errors_by_default(tmp_path: Path, fmt: str, kw: dict) -> None:
+    frames = [Image.new("RGB", (8, 6), c) for c in [(255, 0, 0), (0, 255, 0)]]
+    data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], **kw)
+    fail = failed(load_image(write(tmp_path, f"anim.{fmt.lower()}", data)), "animated")
+    assert f"animated {fmt} with 2 frames" in fail.reason
+
+
+def test_grayscale_still_converts_by_default(tmp_path: Path) -> None:
+    img = loaded(load_image(write(tmp_path, "l.png", encode(Image.new("L", (3, 2), 77), "PNG"))))
+    assert img.rgb.tolist()[0][0] == [77, 77, 77]
