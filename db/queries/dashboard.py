@@ -8,14 +8,13 @@ Cost, GPU and quality queries are in ``dashboard_cost``; see docs/rollups.md.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
 
-from db.histogram import quantiles
+from db.histogram import value_of
 from db.queries.dashboard_filters import Filters, GroupBy, group_sql, level, point_sql, where
 
 Metric = Literal["queue", "inference", "total"]
@@ -82,22 +81,36 @@ def _rate(num: float, den: float) -> float | None:
     return float(num) / float(den) if den else None
 
 
-def _hist(
-    conn: psycopg.Connection, f: Filters, metric: Metric, by: GroupBy, step: int | None, lvl: int
-) -> dict[tuple[datetime, str], dict[int, int]]:
-    """Merged histograms per (point, group): {bin: count}."""
+def _quantile_bins(
+    conn: psycopg.Connection,
+    f: Filters,
+    metric: Metric,
+    by: GroupBy,
+    step: int | None,
+    lvl: int,
+    qs: tuple[float, ...],
+) -> dict[tuple[datetime, str], list[float | None]]:
+    """Nearest-rank quantiles (ms) per (point, group), from histograms merged in SQL.
+
+    The rank is ceil(q × n) in doubles, as percentile_disc computes it; the bins are
+    turned into latencies with db.histogram.value_of. Counts are summed as float8, which
+    is exact below 2^53 and far faster than numeric.
+    """
     w = f.width()
     cond, params = where(f, w, "r")
+    picks = ", ".join(
+        f"min(b) FILTER (WHERE cum >= greatest(1, ceil({float(q)!r}::float8 * tot)))" for q in qs
+    )
     rows = conn.execute(
-        f"SELECT {point_sql(step, 'r')}, {group_sql(by, 'r')}, e >> 32,"
-        f" sum(e & {_MASK})::bigint FROM rollup_generations r, unnest(r.h_{metric}) e"
-        f" WHERE r.lvl = %(lvl)s AND {cond} GROUP BY 1, 2, 3",
+        f"WITH h AS (SELECT {point_sql(step, 'r')} AS t, {group_sql(by, 'r')} AS g,"
+        f" e >> 32 AS b, sum((e & {_MASK})::float8) AS n FROM rollup_generations r,"
+        f" unnest(r.h_{metric}) e WHERE r.lvl = %(lvl)s AND {cond} GROUP BY 1, 2, 3),"
+        " c AS (SELECT t, g, b, sum(n) OVER (PARTITION BY t, g ORDER BY b) AS cum,"
+        " sum(n) OVER (PARTITION BY t, g) AS tot FROM h)"
+        f" SELECT t, g, {picks} FROM c GROUP BY t, g",
         params | {"lvl": lvl},
     )
-    out: dict[tuple[datetime, str], dict[int, int]] = defaultdict(dict)
-    for t, g, b, n in rows:
-        out[(t, g)][int(b)] = int(n)
-    return out
+    return {(t, g): [None if b is None else value_of(int(b)) for b in bins] for t, g, *bins in rows}
 
 
 def kpis(conn: psycopg.Connection, f: Filters) -> Kpis:
@@ -121,8 +134,9 @@ def kpis(conn: psycopg.Connection, f: Filters) -> Kpis:
             unpriced_h += hours
         else:
             cost = (cost or 0.0) + hours * float(price)
-    hist = _hist(conn, f, "total", None, None, lvl).get((f.start, ""), {})
-    p50, p95 = quantiles(hist, (0.5, 0.95))
+    p50, p95 = _quantile_bins(conn, f, "total", None, None, lvl, (0.5, 0.95)).get(
+        (f.start, ""), [None, None]
+    )
     q = _quality_totals(conn, f, w)
     clip, nsfw = q.get("clip"), q.get("nsfw")
     return Kpis(
@@ -171,7 +185,7 @@ def latency(
     """p50/p95/p99 and mean latency (ms) per point and group; one point if not over_time."""
     w, lvl = f.width(), level(f, by)
     step = f.step(w) if over_time else None
-    hists = _hist(conn, f, metric, by, step, lvl)
+    qbins = _quantile_bins(conn, f, metric, by, step, lvl, (0.5, 0.95, 0.99))
     cond, params = where(f, w, "r")
     sums: dict[Any, tuple[int, float]] = {
         (t, g): (int(n), float(s))
@@ -183,9 +197,9 @@ def latency(
         )
     }
     out = []
-    for key in sorted(hists):
+    for key in sorted(qbins):
         n, total = sums.get(key, (0, 0.0))
-        p50, p95, p99 = quantiles(hists[key], (0.5, 0.95, 0.99))
+        p50, p95, p99 = qbins[key]
         out.append(LatencyPoint(key[0], key[1], n, _rate(total, n), p50, p95, p99))
     return out
 

@@ -11,6 +11,8 @@ import pytest
 
 from db import histogram
 from db.queries import rollups
+from db.queries.dashboard import latency
+from db.queries.dashboard_filters import Filters
 
 RETENTION = timedelta(hours=48)
 KEYS = [
@@ -118,6 +120,19 @@ def test_rollups_equal_raw_aggregates_and_refresh_is_idempotent(conninfo, sql) -
         "timeout after # ms waiting",
         "unknown",
     }
+    # The dashboard's quantiles (merged in SQL) against percentile_disc over raw rows.
+    f = Filters(now - timedelta(hours=4), now + timedelta(hours=1), width_s=3600)
+    with psycopg.connect(conninfo) as conn:
+        got = latency(conn, f, "total", by="version", over_time=False)
+    raw = sql(
+        "SELECT model || '/' || model_version, count(total_ms), percentile_disc(ARRAY[0.5,"
+        " 0.95, 0.99]) WITHIN GROUP (ORDER BY total_ms) FROM generations"
+        " WHERE ts >= date_bin('1 hour', %s::timestamptz, 'epoch') GROUP BY 1 ORDER BY 1",
+        (f.start,),
+    )
+    assert [(p.group, p.n) for p in got] == [(g, n) for g, n, _ in raw]
+    for p, (_, _, exact) in zip(got, raw, strict=True):
+        assert [p.p50_ms, p.p95_ms, p.p99_ms] == pytest.approx(exact, rel=histogram.ALPHA)
     before = sql("SELECT * FROM rollup_generations ORDER BY 1, 2, 3, 4, 5, 6, 7")
     again = refresh(conninfo)
     assert again.rows == {"generations": 0, "gpu_samples": 0, "scorer_results": 0}
