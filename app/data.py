@@ -1,0 +1,116 @@
+"""Cached reads for the pages: one short connection per query, results kept 30 s.
+
+Every function reads rollups through ``db.queries`` (never raw rows, except the explorer's
+single-generation lookups) and returns plain data or a pandas DataFrame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+import pandas as pd
+import psycopg
+import streamlit as st
+
+from app.config import conninfo
+from db.queries.dashboard_filters import Filters
+
+TTL_S = 30
+T = TypeVar("T")
+
+
+def _run(fn: Callable[[psycopg.Connection], T]) -> T:
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        return fn(conn)
+
+
+def frame(rows: list[Any]) -> pd.DataFrame:
+    """Dataclass rows as a DataFrame (empty, with no columns, for no rows)."""
+    return pd.DataFrame([asdict(r) for r in rows])
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def options() -> Any:
+    from db.queries.filter_options import filter_options
+
+    return _run(filter_options)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def kpis(f: Filters) -> tuple[Any, Any]:
+    from db.queries.dashboard import kpis_with_previous
+
+    return _run(lambda c: kpis_with_previous(c, f))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def latency(f: Filters, metric: str, by: str | None, over_time: bool = True) -> pd.DataFrame:
+    from db.queries.dashboard import latency as q
+
+    return frame(_run(lambda c: q(c, f, metric=metric, by=by, over_time=over_time)))  # type: ignore[arg-type]
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def throughput(f: Filters, by: str | None = None) -> pd.DataFrame:
+    from db.queries.dashboard import throughput as q
+
+    return frame(_run(lambda c: q(c, f, by=by)))  # type: ignore[arg-type]
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def errors(f: Filters) -> pd.DataFrame:
+    from db.queries.dashboard import errors_by_kind
+
+    return frame(_run(lambda c: errors_by_kind(c, f)))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def cost(f: Filters, by: str) -> pd.DataFrame:
+    from db.queries.dashboard_cost import cost_by
+
+    return frame(_run(lambda c: cost_by(c, f, by=by)))  # type: ignore[arg-type]
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def fleet(f: Filters) -> pd.DataFrame:
+    from db.queries.dashboard_cost import fleet_cost
+
+    return frame(_run(lambda c: fleet_cost(c, f)))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def gpu(f: Filters, over_time: bool) -> pd.DataFrame:
+    from db.queries.dashboard_cost import gpu_hosts
+
+    return frame(_run(lambda c: gpu_hosts(c, f, over_time=over_time)))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def quality(f: Filters, by: str | None, over_time: bool = True) -> pd.DataFrame:
+    from db.queries.dashboard_cost import quality_trend
+
+    return frame(_run(lambda c: quality_trend(c, f, by=by, over_time=over_time)))  # type: ignore[arg-type]
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def prices() -> pd.DataFrame:
+    from db.queries.dashboard_cost import gpu_prices
+
+    return frame(_run(gpu_prices))
+
+
+def set_price(gpu_type: str, usd_per_hour: float, note: str | None) -> None:
+    """Store a GPU price (not cached) and drop cached results that used the old one."""
+    from db.queries.dashboard_cost import set_gpu_price
+
+    _run(lambda c: set_gpu_price(c, gpu_type, usd_per_hour, note))
+    st.cache_data.clear()
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def worst_clip(f: Filters, limit: int = 12) -> list[Any]:
+    from db.queries.gallery import worst_clip as q
+
+    return _run(lambda c: q(c, f, limit))

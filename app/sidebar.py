@@ -1,0 +1,50 @@
+"""The shared sidebar: filters read from and written to the URL's query parameters."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from app import data
+from app.filters import RANGES, parse, to_params
+from db.queries.dashboard_filters import Filters
+
+
+def filters() -> Filters:
+    """Render the sidebar from the URL, write the choice back to the URL, return filters."""
+    view, problems = parse({k: st.query_params.get_all(k) for k in st.query_params})
+    for p in problems:
+        st.sidebar.warning(p)
+    opts = data.options()
+    sb = st.sidebar
+    sb.header("Filters")
+    choices = [*RANGES, "custom"]
+    rng = sb.selectbox(
+        "Time range",
+        choices,
+        index=choices.index(view.range),
+        format_func=lambda r: {"custom": "custom (from/to in the URL)"}.get(r, f"last {r}"),
+    )
+    view = replace(view, range=rng)
+
+    def pick(label: str, known: tuple[str, ...], chosen: tuple[str, ...]) -> tuple[str, ...]:
+        # Values in the URL but not (yet) in the data stay selectable.
+        return tuple(sb.multiselect(label, sorted({*known, *chosen}), default=list(chosen)))
+
+    view = replace(
+        view,
+        models=pick("Model", opts.models, view.models),
+        versions=pick("Version", opts.versions, view.versions),
+        deployments=pick("Deployment", opts.deployments, view.deployments),
+        gpu_types=pick("GPU type", opts.gpu_types, view.gpu_types),
+    )
+    wanted = to_params(view)
+    if wanted != {k: st.query_params[k] for k in st.query_params}:
+        st.query_params.from_dict(wanted)
+    f = view.filters()
+    sb.caption(
+        f"{f.start:%Y-%m-%d %H:%M} to {f.end:%Y-%m-%d %H:%M} UTC. "
+        "Copy the address bar to share this view."
+    )
+    return f
