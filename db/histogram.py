@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
+
 ALPHA = 0.02  # relative error of a reported quantile
 GAMMA = 1.0408163265306123  # (1 + ALPHA) / (1 - ALPHA)
 LN_GAMMA = 0.040005334613699206  # math.log(GAMMA), written out so SQL uses the same double
@@ -77,3 +79,25 @@ def quantiles(counts: Mapping[int, int], qs: Sequence[float]) -> list[float | No
                 out.append(value_of(b))
                 break
     return out
+
+
+def dense() -> np.ndarray:
+    """An empty dense histogram: one int64 count per bin, 0..MAX_BIN."""
+    return np.zeros(MAX_BIN + 1, dtype=np.int64)
+
+
+def add_packed(hist: np.ndarray, packed: Sequence[int]) -> None:
+    """Add a stored (packed, sparse) histogram into a dense one, in place."""
+    if packed:
+        a = np.asarray(packed, dtype=np.int64)
+        np.add.at(hist, a >> COUNT_BITS, a & COUNT_MASK)
+
+
+def dense_quantiles(hist: np.ndarray, qs: Sequence[float]) -> list[float | None]:
+    """Nearest-rank quantiles (ms) of a dense histogram, as ``quantiles`` computes them."""
+    cum = np.cumsum(hist)
+    total = int(cum[-1]) if len(cum) else 0
+    if total <= 0:
+        return [None for _ in qs]
+    ranks = [max(1, math.ceil(q * total)) for q in qs]
+    return [value_of(int(b)) for b in np.searchsorted(cum, ranks, side="left")]

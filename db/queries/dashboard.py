@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
 import psycopg
 
-from db.histogram import value_of
+from db import histogram
 from db.queries.dashboard_filters import Filters, GroupBy, group_sql, level, point_sql, where
 
 Metric = Literal["queue", "inference", "total"]
-_MASK = "4294967295"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,27 +90,26 @@ def _quantile_bins(
     lvl: int,
     qs: tuple[float, ...],
 ) -> dict[tuple[datetime, str], list[float | None]]:
-    """Nearest-rank quantiles (ms) per (point, group), from histograms merged in SQL.
+    """Nearest-rank quantiles (ms) per (point, group) of the merged histograms.
 
-    The rank is ceil(q × n) in doubles, as percentile_disc computes it; the bins are
-    turned into latencies with db.histogram.value_of. Counts are summed as float8, which
-    is exact below 2^53 and far faster than numeric.
+    The stored sparse arrays come back in binary and are merged into dense numpy arrays
+    here: far cheaper than unnesting them into rows in SQL.
     """
     w = f.width()
     cond, params = where(f, w, "r")
-    picks = ", ".join(
-        f"min(b) FILTER (WHERE cum >= greatest(1, ceil({float(q)!r}::float8 * tot)))" for q in qs
-    )
-    rows = conn.execute(
-        f"WITH h AS (SELECT {point_sql(step, 'r')} AS t, {group_sql(by, 'r')} AS g,"
-        f" e >> 32 AS b, sum((e & {_MASK})::float8) AS n FROM rollup_generations r,"
-        f" unnest(r.h_{metric}) e WHERE r.lvl = %(lvl)s AND {cond} GROUP BY 1, 2, 3),"
-        " c AS (SELECT t, g, b, sum(n) OVER (PARTITION BY t, g ORDER BY b) AS cum,"
-        " sum(n) OVER (PARTITION BY t, g) AS tot FROM h)"
-        f" SELECT t, g, {picks} FROM c GROUP BY t, g",
-        params | {"lvl": lvl},
-    )
-    return {(t, g): [None if b is None else value_of(int(b)) for b in bins] for t, g, *bins in rows}
+    acc: dict[tuple[datetime, str], np.ndarray] = {}
+    with conn.cursor(binary=True) as cur:
+        cur.execute(
+            f"SELECT {point_sql(step, 'r')}, {group_sql(by, 'r')}, r.h_{metric}"
+            f" FROM rollup_generations r WHERE r.lvl = %(lvl)s AND {cond}",
+            params | {"lvl": lvl},
+        )
+        for t, g, packed in cur:
+            h = acc.get((t, g))
+            if h is None:
+                h = acc[(t, g)] = histogram.dense()
+            histogram.add_packed(h, packed)
+    return {key: histogram.dense_quantiles(h, qs) for key, h in acc.items()}
 
 
 def kpis(conn: psycopg.Connection, f: Filters) -> Kpis:
