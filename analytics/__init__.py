@@ -1,0 +1,1 @@
+"""Pure statistics for the dashboard pages: no I/O, no Streamlit, deterministic."""
