@@ -57,14 +57,18 @@ def ratio_mean(pairs: Sequence[tuple[float, float]]) -> MeanEstimate | None:
     mean Σy/Σn; its variance is the linearised ratio-estimator variance
     m/(m−1) · Σ(y_b − R·n_b)² / (Σn)² with m − 1 degrees of freedom (m buckets). It needs
     no sums of squares, and it stays honest when requests of one bucket are correlated.
-    None when fewer than 2 buckets have observations.
+    None when fewer than 2 buckets hold data, or none holds a count.
     """
-    ys = np.array([float(y) for y, n in pairs if n > 0])
-    ns = np.array([float(n) for _, n in pairs if n > 0])
+    # A bucket with a sum but no count (GPU time of failed requests only) still counts.
+    kept = [(float(y), float(n)) for y, n in pairs if n > 0 or y != 0]
+    ys = np.array([y for y, _ in kept])
+    ns = np.array([n for _, n in kept])
     m = ys.size
     if m < 2:
         return None
     total = ns.sum()
+    if total <= 0:
+        return None
     r = ys.sum() / total
     var = m / (m - 1) * float(np.sum((ys - r * ns) ** 2)) / total**2
     return MeanEstimate(float(r), var, m - 1.0, int(total))

@@ -135,6 +135,9 @@ def test_ratio_mean_needs_two_buckets() -> None:
     assert ratio_mean([(10.0, 4.0), (0.0, 0.0)]) is None
     est = ratio_mean([(10.0, 4.0), (30.0, 6.0)])
     assert est is not None and est.mean == 4.0 and est.n == 10 and est.df == 1.0
+    # Cost of a bucket whose requests all failed (USD, 0 images) still adds to the ratio.
+    cost = ratio_mean([(1.0, 10.0), (1.0, 10.0), (0.5, 0.0)])
+    assert cost is not None and cost.mean == pytest.approx(2.5 / 20) and cost.df == 2.0
 
 
 @pytest.mark.parametrize(("q", "mu_b"), [(0.95, 6.2), (0.5, 6.05)])
