@@ -8,7 +8,7 @@ import streamlit as st
 def main() -> None:
     """Build the navigation and run the chosen page."""
     from app.config import NoDatabase, conninfo
-    from app.pages import cost, gpu, latency, overview, quality, versions
+    from app.views import cost, gpu, latency, overview, quality, versions
 
     st.set_page_config(page_title="diffwatch", layout="wide")
     try:

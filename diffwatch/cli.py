@@ -72,8 +72,11 @@ def _runtime(database_url: str | None, migrate: bool = True, wait: bool = False)
             ensure_schema(rt)
         return rt
 
+    waited = []
+
     def waiting(rs: object) -> None:
         if getattr(rs, "attempt_number", 0) == 1:
+            waited.append(True)
             logging.getLogger("diffwatch").warning(
                 "database unavailable; waiting for it (retrying with backoff up to 30 s)"
             )
@@ -87,7 +90,10 @@ def _runtime(database_url: str | None, migrate: bool = True, wait: bool = False)
             before_sleep=waiting,
             reraise=True,
         )
-        return retrying(attempt)
+        rt = retrying(attempt)
+        if waited:  # one line when it goes away, one when it is back
+            logging.getLogger("diffwatch").warning("database reachable again; starting")
+        return rt
     except SchemaOutOfDate as exc:
         raise fail(str(exc)) from None
     except ValueError as exc:

@@ -23,7 +23,7 @@ PAGES = {
 def _page(name: str) -> None:  # runs inside AppTest as the page script
     import importlib
 
-    importlib.import_module(f"app.pages.{name}").render()
+    importlib.import_module(f"app.views.{name}").render()
 
 
 def run_page(name: str, conninfo: str, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTest:

@@ -1,0 +1,99 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright.
+
+Starts ``diffwatch app`` on a seeded test database, opens every page, checks that its
+charts rendered (Plotly's SVG is in the page) and saves a screenshot of each under
+``test-results/screenshots`` (or ``$DIFFWATCH_SCREENSHOTS``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.app.dataset import seed
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PAGES = [  # url path, title, least charts (Overview is the default page, at /)
+    ("", "Overview", 1),
+    ("cost", "Cost", 2),
+    ("latency", "Latency & throughput", 4),
+    ("gpu", "GPU", 3),
+    ("quality", "Quality & safety", 3),
+    ("versions", "Model versions", 0),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(db_url: str, conninfo: str, tmp_path: Path) -> Iterator[str]:
+    seed(conninfo, tmp_path / "images")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diffwatch.cli", "app", "--port", str(port),
+         "--database-url", db_url],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"diffwatch app did not come up on {base}:\n{out}")
+        time.sleep(0.5)
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_every_page_renders_its_charts_in_chromium(served: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "Debian's chromium is needed: apt-get install chromium (make test does it)"
+    shots = Path(os.environ.get("DIFFWATCH_SCREENSHOTS", REPO / "test-results" / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        # Streamlit scrolls inside its main block, so a tall window shows the whole page.
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        for path, title, least in PAGES:
+            page.goto(f"{served}/{path}?range=24h", wait_until="networkidle")
+            page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+            if least:
+                page.locator(".js-plotly-plot .main-svg").nth(least - 1).wait_for(timeout=60_000)
+            page.wait_for_timeout(800)  # let Plotly finish its transitions
+            assert page.locator("[data-testid='stException']").count() == 0, path
+            assert page.get_by_text("Page not found").count() == 0, path
+            assert page.locator(".js-plotly-plot").count() >= least, path
+            page.screenshot(path=str(shots / f"{path or 'overview'}.png"))
+        # The filters live in the URL: a shared link reopens the same view.
+        page.goto(f"{served}/?range=6h&version=v2", wait_until="networkidle")
+        page.get_by_role("heading", name="Overview").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(500)
+        assert "version=v2" in page.url and "range=6h" in page.url
+        browser.close()
