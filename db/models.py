@@ -257,6 +257,19 @@ class ScoringLease(Base):
     __table_args__ = (Index(None, "expires_at"),)
 
 
+class ScoringFrontier(Base):
+    """Every generation with an id below ``settled_below`` is settled (scored, or failed for
+    good) for ``scorer_set`` at ``max_attempts``; claims start there. Deleting results or
+    errors moves it back (trigger ``scoring_frontier_reopen``, migration 0005)."""
+
+    __tablename__ = "scoring_frontier"
+
+    scorer_set: Mapped[str] = mapped_column(Text, primary_key=True)
+    max_attempts: Mapped[int] = mapped_column(Integer, primary_key=True)
+    settled_below: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 # -- Rollups (docs/rollups.md) ---------------------------------------------------------------
 # Every rollup table has a ``width_s`` (60: minute buckets, kept for a limited window; 3600:
 # hour buckets, kept forever) and a ``bucket`` (the bucket's start, UTC-aligned). Unknown

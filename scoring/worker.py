@@ -71,6 +71,7 @@ class ScoringWorker:
         load_threads: int = 8,
         loader: LoaderOptions | None = None,
         name: str | None = None,
+        frontier_every_s: float = 10.0,
         progress: Callable[[int], None] | None = None,
     ) -> None:
         if not scorers:
@@ -88,6 +89,8 @@ class ScoringWorker:
         )
         self.loader = ImageLoader(loader or LoaderOptions(threads=load_threads), text)
         self.name = name or f"score@{socket.gethostname()}"
+        self.frontier_every_s = frontier_every_s
+        self._frontier_at = -float("inf")
         self.progress = progress
         # Claims run on the prefetch thread while results are written on this one: each
         # has its own connection, since transactions on one connection cannot interleave.
@@ -114,7 +117,16 @@ class ScoringWorker:
         return sql.pending(self._connection(), self.keys, self.max_attempts)
 
     # -- one batch ----------------------------------------------------------------------
+    def _advance_frontier(self) -> None:
+        """Every ``frontier_every_s`` seconds, let claims skip newly settled generations."""
+        now = time.monotonic()
+        if now - self._frontier_at < self.frontier_every_s:
+            return
+        self._frontier_at = now
+        sql.advance_frontier(self._connection("claim"), self.keys, self.max_attempts)
+
     def _fetch(self, limit: int) -> _Batch:
+        self._advance_frontier()
         token = uuid.uuid4().hex
         claimed = sql.claim(
             self._connection("claim"),

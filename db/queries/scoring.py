@@ -82,12 +82,17 @@ _NEEDS = """
                 AND (NOT e.transient OR e.attempts >= %(max_attempts)s))
 """
 
+# Every generation below it is settled for this scorer set (see advance_frontier).
+_FRONTIER = """coalesce((SELECT settled_below FROM scoring_frontier
+              WHERE scorer_set = %(set)s AND max_attempts = %(max_attempts)s), 0)"""
+
 _CLAIM = f"""
 WITH wanted(scorer, version) AS (
     SELECT * FROM unnest(%(scorers)s::text[], %(versions)s::text[])
 ), cand AS (
     SELECT g.id FROM generations g
-    WHERE g.status = 'ok' AND g.image_uri IS NOT NULL
+    WHERE g.id >= {_FRONTIER}
+      AND g.status = 'ok' AND g.image_uri IS NOT NULL
       AND EXISTS (SELECT 1 FROM wanted w WHERE {_NEEDS})
       AND NOT EXISTS (SELECT 1 FROM scoring_leases l WHERE l.generation_id = g.id
                       AND l.scorer_set = %(set)s AND l.expires_at > now())
@@ -168,7 +173,7 @@ def pending(conn: psycopg.Connection, keys: Sequence[ScorerKey], max_attempts: i
         WITH wanted(scorer, version) AS (
             SELECT * FROM unnest(%(scorers)s::text[], %(versions)s::text[]))
         SELECT count(*) FROM generations g
-        WHERE g.status = 'ok' AND g.image_uri IS NOT NULL
+        WHERE g.id >= {_FRONTIER} AND g.status = 'ok' AND g.image_uri IS NOT NULL
           AND EXISTS (SELECT 1 FROM wanted w WHERE {_NEEDS})
     """
     return conn.execute(sql, _key_params(keys, max_attempts)).fetchone()[0]
@@ -261,3 +266,61 @@ def release(conn: psycopg.Connection, keys: Sequence[ScorerKey], token: str) -> 
         "DELETE FROM scoring_leases WHERE scorer_set = %s AND token = %s",
         (scorer_set(keys), token),
     )
+
+
+def advance_frontier(
+    conn: psycopg.Connection,
+    keys: Sequence[ScorerKey],
+    max_attempts: int,
+    *,
+    lock_timeout_ms: int = 200,
+) -> int | None:
+    """Move the scorer set's frontier past the generations settled since the last call.
+
+    First the highest id that can never gain a lower neighbour is read while no insert is
+    in flight: ``LOCK generations IN SHARE MODE`` waits for inserting transactions (at most
+    ``lock_timeout_ms``, else this call gives up and returns None) and is released at once.
+    Then, holding the frontier row, the first unsettled generation from the frontier up to
+    that id becomes the new frontier. A delete of results or errors that races with this
+    waits for the frontier row and moves it back afterwards (trigger, migration 0005).
+    Returns the new frontier. The scan is amortised: each settled id is passed once.
+    """
+    params = _key_params(keys, max_attempts)
+    try:
+        with conn.transaction():
+            conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
+            conn.execute("LOCK TABLE generations IN SHARE MODE")
+            bound = conn.execute("SELECT coalesce(max(id), 0) FROM generations").fetchone()[0]
+    except psycopg.errors.LockNotAvailable:
+        return None
+    conn.execute(
+        "INSERT INTO scoring_frontier (scorer_set, max_attempts) VALUES (%(set)s, %(max_attempts)s)"
+        " ON CONFLICT DO NOTHING",
+        params,
+    )
+    with conn.transaction():
+        start = conn.execute(
+            "SELECT settled_below FROM scoring_frontier"
+            " WHERE scorer_set = %(set)s AND max_attempts = %(max_attempts)s FOR UPDATE",
+            params,
+        ).fetchone()[0]
+        first = conn.execute(
+            f"""
+            WITH wanted(scorer, version) AS (
+                SELECT * FROM unnest(%(scorers)s::text[], %(versions)s::text[]))
+            SELECT g.id FROM generations g
+            WHERE g.id >= %(start)s AND g.id <= %(bound)s
+              AND g.status = 'ok' AND g.image_uri IS NOT NULL
+              AND EXISTS (SELECT 1 FROM wanted w WHERE {_NEEDS})
+            ORDER BY g.id LIMIT 1
+            """,
+            params | {"start": start, "bound": bound},
+        ).fetchone()
+        new = first[0] if first else max(start, bound + 1)
+        if new != start:
+            conn.execute(
+                "UPDATE scoring_frontier SET settled_below = %(new)s, updated_at = now()"
+                " WHERE scorer_set = %(set)s AND max_attempts = %(max_attempts)s",
+                params | {"new": new},
+            )
+    return new
