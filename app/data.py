@@ -114,3 +114,34 @@ def worst_clip(f: Filters, limit: int = 12) -> list[Any]:
     from db.queries.gallery import worst_clip as q
 
     return _run(lambda c: q(c, f, limit))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def compare_sides(f: Filters, by: str, baseline: str, candidate: str) -> Any:
+    """The version comparison (analytics.versions.Verdict) of two deployments or versions."""
+    from analytics.versions import verdict
+    from db.queries.versions import Side, compare_stats
+
+    def side(label: str) -> Side:
+        return (
+            Side(label, deployments=(label,))
+            if by == "deployment"
+            else Side(label, versions=(label,))
+        )
+
+    a, b = _run(lambda c: compare_stats(c, f, side(baseline), side(candidate)))
+    return verdict(a, b)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def search(text: str, f: Filters, limit: int = 50) -> list[Any]:
+    from db.queries.explorer import search as q
+
+    return _run(lambda c: q(c, text, f, limit))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def detail(generation_id: int) -> Any:
+    from db.queries.explorer import generation_detail
+
+    return _run(lambda c: generation_detail(c, generation_id))

@@ -22,6 +22,8 @@ RANGES: dict[str, timedelta] = {
 }
 DEFAULT_RANGE = "24h"
 _LISTS = {"model": "models", "version": "versions", "deployment": "deployments", "gpu": "gpu_types"}
+KEYS = frozenset({"range", "from", "to", *_LISTS})
+"""The query parameters the filters own; pages keep their own (the explorer's ``q``)."""
 
 
 @dataclass(frozen=True)

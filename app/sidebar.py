@@ -7,7 +7,7 @@ from dataclasses import replace
 import streamlit as st
 
 from app import data
-from app.filters import RANGES, parse, to_params
+from app.filters import KEYS, RANGES, parse, to_params
 from db.queries.dashboard_filters import Filters
 
 
@@ -39,8 +39,9 @@ def filters() -> Filters:
         deployments=pick("Deployment", opts.deployments, view.deployments),
         gpu_types=pick("GPU type", opts.gpu_types, view.gpu_types),
     )
-    wanted = to_params(view)
-    if wanted != {k: st.query_params[k] for k in st.query_params}:
+    current = {k: st.query_params[k] for k in st.query_params}
+    wanted = {k: v for k, v in current.items() if k not in KEYS} | to_params(view)
+    if wanted != current:
         st.query_params.from_dict(wanted)
     f = view.filters()
     sb.caption(

@@ -62,3 +62,31 @@ def seed(conninfo: str, images: Path, n: int = 40) -> None:
         set_gpu_price(conn, H100, 3.0)
         conn.commit()
         refresh(conn, timedelta(hours=48))
+
+
+def seed_bulk(conninfo: str, n: int = 1600) -> None:
+    """``n`` more generations over the last 3 hours without images, scored: enough for the
+    version comparison's minimum samples. The canary (every other one) is 600 ms slower."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(
+            "INSERT INTO generations (request_id, ts, model, model_version, prompt, status,"
+            " batch_size, queue_ms, inference_ms, total_ms, gpu_type, deployment)"
+            " SELECT 'bulk-' || i, %(now)s - make_interval(secs => i * 10800.0 / %(n)s), 'sdxl',"
+            " CASE WHEN i %% 2 = 0 THEN 'v2' ELSE 'v1' END, 'bulk prompt ' || i, 'ok', 1, 5,"
+            " 1500 + (i %% 97) * 7 + CASE WHEN i %% 2 = 0 THEN 600 ELSE 0 END,"
+            " 1600 + (i %% 97) * 7 + CASE WHEN i %% 2 = 0 THEN 600 ELSE 0 END,"
+            " CASE WHEN i %% 2 = 0 THEN %(h100)s ELSE %(l4)s END,"
+            " CASE WHEN i %% 2 = 0 THEN 'canary' ELSE 'stable' END"
+            " FROM generate_series(1, %(n)s) i",
+            {"now": now, "n": n, "h100": H100, "l4": L4},
+        )
+        conn.execute(
+            "INSERT INTO scorer_results (generation_id, scorer, scorer_version, value, flagged)"
+            " SELECT id, 'clip', 'c', 20 + id % 10, NULL FROM generations"
+            " WHERE request_id LIKE 'bulk-%' UNION ALL"
+            " SELECT id, 'nsfw', 'n', 0.9, id % 50 = 0 FROM generations"
+            " WHERE request_id LIKE 'bulk-%'"
+        )
+        conn.commit()
+        refresh(conn, timedelta(hours=48))

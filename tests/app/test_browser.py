@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.dataset import seed
+from tests.app.dataset import seed, seed_bulk
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -29,7 +29,8 @@ PAGES = [  # url path, title, least charts (Overview is the default page, at /)
     ("latency", "Latency & throughput", 4),
     ("gpu", "GPU", 3),
     ("quality", "Quality & safety", 3),
-    ("versions", "Model versions", 0),
+    ("versions", "Model versions", 1),
+    ("explorer?q=thing", "Generation explorer", 0),
 ]
 
 
@@ -42,6 +43,7 @@ def free_port() -> int:
 @pytest.fixture
 def served(db_url: str, conninfo: str, tmp_path: Path) -> Iterator[str]:
     seed(conninfo, tmp_path / "images")
+    seed_bulk(conninfo)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "diffwatch.cli", "app", "--port", str(port),
@@ -82,7 +84,8 @@ def test_every_page_renders_its_charts_in_chromium(served: str) -> None:
         # Streamlit scrolls inside its main block, so a tall window shows the whole page.
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         for path, title, least in PAGES:
-            page.goto(f"{served}/{path}?range=24h", wait_until="networkidle")
+            sep = "&" if "?" in path else "?"
+            page.goto(f"{served}/{path}{sep}range=24h", wait_until="networkidle")
             page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
             if least:
                 page.locator(".js-plotly-plot .main-svg").nth(least - 1).wait_for(timeout=60_000)
@@ -90,7 +93,8 @@ def test_every_page_renders_its_charts_in_chromium(served: str) -> None:
             assert page.locator("[data-testid='stException']").count() == 0, path
             assert page.get_by_text("Page not found").count() == 0, path
             assert page.locator(".js-plotly-plot").count() >= least, path
-            page.screenshot(path=str(shots / f"{path or 'overview'}.png"))
+            name = path.split("?")[0] or "overview"
+            page.screenshot(path=str(shots / f"{name}.png"))
         # The filters live in the URL: a shared link reopens the same view.
         page.goto(f"{served}/?range=6h&version=v2", wait_until="networkidle")
         page.get_by_role("heading", name="Overview").first.wait_for(timeout=60_000)

@@ -8,7 +8,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.app.dataset import PROMPT_WITH_HTML, seed
+from tests.app.dataset import PROMPT_WITH_HTML, seed, seed_bulk
 
 PAGES = {
     "overview": "Overview",
@@ -17,6 +17,7 @@ PAGES = {
     "gpu": "GPU",
     "quality": "Quality & safety",
     "versions": "Model versions",
+    "explorer": "Generation explorer",
 }
 
 
@@ -48,17 +49,40 @@ def seeded(conninfo: str, tmp_path: Path) -> str:
     return conninfo
 
 
+@pytest.fixture
+def seeded_large(seeded: str) -> str:
+    seed_bulk(seeded)
+    return seeded
+
+
+EMPTY_SAYS = {
+    "overview": "No generations",
+    "latency": "No latency",
+    "versions": "Comparing needs two deployments",
+    "explorer": "No generation matches",
+    "quality": "CLIP scoring is not configured",
+    "gpu": "No GPU samples",
+}
+
+
 @pytest.mark.parametrize("name", PAGES)
 def test_page_renders_on_an_empty_database(name, conninfo, monkeypatch) -> None:
     at = run_page(name, conninfo, monkeypatch)
     assert charts(at) == 0
-    if name in ("overview", "latency", "versions"):
-        assert any("No " in i.value for i in at.info)
+    if name in EMPTY_SAYS:
+        assert any(EMPTY_SAYS[name] in i.value for i in at.info), [i.value for i in at.info]
 
 
 @pytest.mark.parametrize(
     ("name", "min_charts"),
-    [("overview", 1), ("cost", 2), ("latency", 4), ("gpu", 3), ("quality", 3), ("versions", 0)],
+    [
+        ("overview", 1),
+        ("cost", 2),
+        ("latency", 4),
+        ("gpu", 3),
+        ("quality", 3),
+        ("explorer", 0),
+    ],
 )
 def test_page_renders_with_data(name, min_charts, seeded, monkeypatch) -> None:
     at = run_page(name, seeded, monkeypatch, range="24h")
@@ -101,3 +125,31 @@ def test_quality_gallery_shows_prompts_as_plain_text_and_blurs_flagged(seeded, m
 def test_quality_says_when_clip_is_not_configured(conninfo, monkeypatch) -> None:
     at = run_page("quality", conninfo, monkeypatch)
     assert any("CLIP scoring is not configured" in i.value for i in at.info)
+
+
+def test_versions_says_when_there_is_not_enough_data(seeded, monkeypatch) -> None:
+    at = run_page("versions", seeded, monkeypatch)
+    assert any("not enough data" in w.value for w in at.warning)
+    assert any("26 of the 400 needed" in t.value for t in at.text)
+
+
+def test_versions_compares_stable_and_canary_with_intervals_and_a_verdict(
+    seeded_large, monkeypatch
+):
+    at = run_page("versions", seeded_large, monkeypatch)
+    assert charts(at) == 1
+    table = at.dataframe[0].value
+    assert {"stable", "canary", "95% CI low", "95% CI high"} <= set(table.columns)
+    p95 = table[table["metric"].str.startswith("p95")].iloc[0]
+    assert p95["canary"] > p95["stable"]  # the canary is 600 ms slower by construction
+    assert p95["95% CI low"] > 0 and p95["status"] == "regressed"
+    assert any("Verdict: hold the rollout of canary" in e.value for e in at.error)
+
+
+def test_explorer_finds_by_prompt_and_request_id_and_shows_the_prompt_as_text(seeded, monkeypatch):
+    at = run_page("explorer", seeded, monkeypatch, q="<script>")
+    assert list(at.dataframe[0].value["request_id"]) == ["req-1"]
+    assert PROMPT_WITH_HTML in [t.value for t in at.text]
+    at = run_page("explorer", seeded, monkeypatch, q="req-7")
+    assert at.dataframe[0].value["request_id"].iloc[0] == "req-7"
+    assert at.dataframe[0].value["matched"].iloc[0] == "request_id"
