@@ -268,7 +268,9 @@ def _print_summary(r: DemoResult, url: str) -> None:
     for reason in t.rejection_examples:
         echo(f"      e.g. {reason[:110]}")
     echo(f"  gpu_samples       {t.gpu_samples:>8}  ({t.gpus} GPUs, source 'demo')")
-    echo(f"done in {r.elapsed_s:.1f} s. Look at it with psql:")
+    echo(f"done in {r.elapsed_s:.1f} s. Look at it in the dashboard:")
+    echo("  .venv/bin/diffwatch app    (or `make app`), then open http://127.0.0.1:8501")
+    echo("or with psql:")
     echo(f'  psql "{url}"')
     echo(
         "  e.g. SELECT model_version, deployment, count(*), round(avg(inference_ms)) AS "
