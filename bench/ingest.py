@@ -47,7 +47,11 @@ GOALS = {"vs_copy": 0.6, "vs_executemany": 2.0}
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SCRATCH_DB = "diffwatch_bench"
 T = TypeVar("T")
-INGEST_TABLES = ("generations", "rejected_records", "log_offsets", "collector_status")
+# scorer_results, scoring_errors and scoring_leases reference generations: TRUNCATE needs them too.
+INGEST_TABLES = (
+    "generations", "rejected_records", "log_offsets", "collector_status", "scorer_results",
+    "scoring_errors", "scoring_leases",
+)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------

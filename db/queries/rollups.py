@@ -191,6 +191,10 @@ def refresh(conn: psycopg.Connection, minute_retention: timedelta) -> RefreshRes
     and older minute buckets are deleted; hour buckets are kept forever. Idempotent:
     a second call with nothing new committed changes nothing.
     """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        # Inside a caller's transaction the horizon could come from an old snapshot (or
+        # an old pg_stat_activity copy) and skip rows: the refresh must be its own.
+        raise ValueError("rollups.refresh needs a connection outside any transaction")
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
             "INSERT INTO rollup_state (source) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",

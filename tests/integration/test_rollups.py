@@ -281,3 +281,10 @@ def test_gpu_and_quality_rollups_match_raw(conninfo, sql) -> None:
         " JOIN generations g ON g.id = s.generation_id GROUP BY 1 ORDER BY 1"
     )
     assert [(v, pytest.approx(a), pytest.approx(b)) for v, a, b in raw] == q
+
+
+def test_refresh_refuses_to_run_inside_a_transaction(conninfo) -> None:
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("SELECT 1")  # opens a transaction (psycopg is not autocommit)
+        with pytest.raises(ValueError, match="outside any transaction"):
+            rollups.refresh(conn, RETENTION)
