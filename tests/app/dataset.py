@@ -14,6 +14,17 @@ from db.queries.rollups import refresh
 
 L4, H100 = "NVIDIA L4", "NVIDIA H100 80GB HBM3"
 PROMPT_WITH_HTML = "<b>bold</b> <script>alert(1)</script> a red fox"
+# Hostile prompts: each would run script, make a link or restyle text if rendered as
+# HTML or Markdown. All carry the marker "xss-probe" so a search finds them.
+XSS_PROMPTS = (
+    "xss-probe <script>window.__xss = 'script'; alert('script')</script>",
+    "xss-probe <img src=x onerror=\"window.__xss='img'; alert('img')\">",
+    "xss-probe <a href=\"javascript:window.__xss='js'\">click</a> [md](javascript:alert(1))",
+    'xss-probe <a href="data:text/html,<script>alert(1)</script>">data</a>'
+    " [d](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "xss-probe **bold** _it_ # heading <svg onload=\"window.__xss='svg'\"></svg>",
+    "xss-probe \u202eevil\u202c right-to-left override \u2066isolate\u2069",
+)
 
 
 def seed(conninfo: str, images: Path, n: int = 40) -> None:
@@ -45,9 +56,19 @@ def seed(conninfo: str, images: Path, n: int = 40) -> None:
                     str(path),
                 ),
             )
+        for j, prompt in enumerate(XSS_PROMPTS):
+            path = images / f"xss{j}.png"
+            Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(path)
+            conn.execute(
+                "INSERT INTO generations (request_id, ts, model, model_version, prompt, status,"
+                " batch_size, total_ms, deployment, image_uri)"
+                " VALUES (%s, %s, 'sdxl', 'v1', %s, 'ok', 1, 1000, 'stable', %s)",
+                (f"xss-{j}", now - timedelta(minutes=3 + j), prompt, str(path)),
+            )
         conn.execute(
             "INSERT INTO scorer_results (generation_id, scorer, scorer_version, value, flagged)"
-            " SELECT id, 'clip', 'c', 20 + id % 10, NULL FROM generations WHERE status = 'ok'"
+            " SELECT id, 'clip', 'c', CASE WHEN request_id LIKE 'xss-%' THEN 1 ELSE 20 + id % 10"
+            " END, NULL FROM generations WHERE status = 'ok'"
             " UNION ALL SELECT id, 'nsfw', 'n', 0.9, id % 7 = 0 FROM generations"
             " WHERE status = 'ok'"
         )

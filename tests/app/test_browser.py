@@ -95,6 +95,22 @@ def test_every_page_renders_its_charts_in_chromium(served: str) -> None:
             assert page.locator(".js-plotly-plot").count() >= least, path
             name = path.split("?")[0] or "overview"
             page.screenshot(path=str(shots / f"{name}.png"))
+        # Hostile prompts render as inert text: no script ran, no link was made.
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        for path in ("quality?range=24h", "explorer?q=xss-probe&range=24h"):
+            page.goto(f"{served}/{path}", wait_until="networkidle")
+            shown = page.locator("[data-testid='stText']", has_text="xss-probe <script>")
+            shown.first.wait_for(timeout=60_000)  # st.text: the prompt as plain text
+            page.wait_for_timeout(1000)
+            assert page.evaluate("window.__xss") is None, path
+            links = page.locator('a[href^="javascript:"], a[href^="data:"], a[href*="alert"]')
+            assert links.count() == 0, path
+            assert page.locator("img[src='x'], svg[onload], script:has-text('__xss')").count() == 0
+            if path.startswith("quality"):  # the gallery shows every hostile prompt
+                md = page.locator("[data-testid='stText']", has_text="**bold** _it_ # heading")
+                assert md.count() >= 1, path
+        assert dialogs == []
         # The filters live in the URL: a shared link reopens the same view.
         page.goto(f"{served}/?range=6h&version=v2", wait_until="networkidle")
         page.get_by_role("heading", name="Overview").first.wait_for(timeout=60_000)
