@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	PIP_FIND_LINKS= $(PY) -m pip install -q -e '.[all,dev]'
 	touch $(STAMP)
 
+# The demo ends with the dashboard open on its data (Ctrl-C stops it; DEMO_APP=0 skips it).
+DEMO_APP ?= 1
 demo: $(STAMP)
 	$(VENV)/bin/diffwatch demo
+	@if [ "$(DEMO_APP)" = 1 ]; then $(VENV)/bin/diffwatch app; fi
 
 test: $(STAMP) chromium
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)
