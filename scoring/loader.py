@@ -146,12 +146,17 @@ class ImageLoader:
         if self.options.processes:
             try:
                 images, tokens = self._load_in_processes(uris, prompts)
-            except BrokenProcessPool:
+            except (BrokenProcessPool, BrokenPipeError, ConnectionError, EOFError) as exc:
+                # A loader process (or the forkserver) died, e.g. killed for memory.
                 log.warning(
-                    "a loader process died (out of memory?); restarting the loader "
-                    "processes and loading this batch in threads"
+                    "loader processes failed (%s: %s); starting new ones and loading this "
+                    "batch in threads",
+                    type(exc).__name__,
+                    exc,
                 )
-                self._pool = None
+                pool, self._pool = self._pool, None
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
                 images, tokens = _load_here(self.options, self.text, uris, prompts)
         else:
             images, tokens = _load_here(self.options, self.text, uris, prompts)

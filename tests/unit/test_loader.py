@@ -248,3 +248,23 @@ def test_nsfw_letterbox_of_tensors_is_within_one_level_of_opencv_and_detects_ali
         for de, dc in zip(e, c, strict=True):
             assert abs(de.score - dc.score) < 0.02
             assert max(abs(x - y) for x, y in zip(de.box, dc.box, strict=True)) <= 3
+
+
+def test_a_killed_loader_process_costs_one_batch_in_threads_not_the_worker(
+    mixed: list[str],
+) -> None:
+    import os
+    import signal
+
+    prompts = ["p"] * len(mixed)
+    with ImageLoader(LoaderOptions(processes=2)) as loader:
+        first = loader.load(mixed, prompts)
+        pool = loader._pool
+        assert pool is not None
+        for pid in list(pool._processes):  # as the OOM killer would
+            os.kill(pid, signal.SIGKILL)
+        again = loader.load(mixed, prompts)  # the broken pool is noticed, threads load
+        after = loader.load(mixed, prompts)  # and new processes serve the next batch
+        assert loader._pool is not None and loader._pool is not pool
+    same_results(first.images, again.images)
+    same_results(first.images, after.images)
