@@ -86,16 +86,8 @@ class Generation(Base):
         Index(None, "model", "model_version", "ts"),
         Index(None, "deployment", "ts"),
         Index(None, "ingest_xid"),
-        # Prompt substring search (db/queries/explorer.py). Created only where the server
-        # ships pg_trgm (migration 0004); db/migrations/env.py leaves it out of comparisons
-        # on servers without the extension.
-        Index(
-            "ix_generations_prompt_trgm",
-            "prompt",
-            postgresql_using="gin",
-            postgresql_ops={"prompt": "gin_trgm_ops"},
-            info={"requires_extension": "pg_trgm"},
-        ),
+        # Prompt substring search may add ix_generations_prompt_trgm, on request only
+        # (`diffwatch db prompt-index`, migration 0006); alembic check ignores it.
     )
 
 

@@ -146,6 +146,38 @@ def db_current(database_url: DbUrl = None) -> None:
     typer.echo(f"code:     {migrate.head_revision()}")
 
 
+@db_app.command("prompt-index")
+def db_prompt_index(
+    drop: Annotated[bool, typer.Option("--drop", help="Drop the index instead.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Only say where it stands.")] = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Build (or drop) the trigram index that makes the explorer's prompt search fast.
+
+    Opt-in, because it slows every insert into generations about 6.6x (docs/dashboard.md);
+    built CONCURRENTLY, so ingest goes on meanwhile. Needs PostgreSQL's pg_trgm extension.
+    """
+    import psycopg
+
+    from db.queries import prompt_index
+
+    rt = _runtime(database_url)
+    with psycopg.connect(rt.conninfo, autocommit=True) as conn:
+        try:
+            if drop:
+                prompt_index.drop(conn)
+            elif not status:
+                prompt_index.create(conn)
+        except prompt_index.PromptIndexUnavailable as exc:
+            raise fail(str(exc)) from None
+        st = prompt_index.state(conn)
+    size = f", {st.size_bytes / 2**20:,.1f} MiB" if st.size_bytes is not None else ""
+    typer.echo(
+        f"prompt index {prompt_index.INDEX}: {'present' if st.present else 'absent'}{size}"
+        f" (pg_trgm {'available' if st.available else 'not available'} on this server)"
+    )
+
+
 # -- collect -------------------------------------------------------------------------------
 @collect_app.command("logs")
 def collect_logs(

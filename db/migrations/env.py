@@ -20,6 +20,8 @@ def _skip_missing_extensions(connection: Connection) -> Callable[..., bool]:
     installed: set[str] = set()
 
     def include(obj: object, name: str | None, type_: str, reflected: bool, other: object) -> bool:
+        if type_ == "index" and name == "ix_generations_prompt_trgm":
+            return False  # optional, created on request (migration 0006)
         need = obj.info.get("requires_extension") if isinstance(obj, Index) else None
         if need is None or reflected:
             return True
