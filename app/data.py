@@ -145,3 +145,10 @@ def detail(generation_id: int) -> Any:
     from db.queries.explorer import generation_detail
 
     return _run(lambda c: generation_detail(c, generation_id))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def clip_distribution(f: Filters, by: str = "version") -> pd.DataFrame:
+    from db.queries.quality_dist import clip_distribution as q
+
+    return frame(_run(lambda c: q(c, f, by)))  # type: ignore[arg-type]

@@ -334,6 +334,10 @@ class RollupQuality(Base):
     value_sum: Mapped[float] = mapped_column(Double)
     flag_n: Mapped[int] = mapped_column(BigInteger)  # results with a non-null flag
     flagged_n: Mapped[int] = mapped_column(BigInteger)
+    # CLIP scores in 1-point bins, packed bin << 32 | count (migration 0007).
+    h_value: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), server_default=text("'{}'"))
+    # CLIP scores in 1-point bins, packed bin << 32 | count (migration 0007).
+    h_value: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), server_default=text("'{}'"))
 
 
 class RollupGpu(Base):

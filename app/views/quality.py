@@ -23,6 +23,20 @@ def render() -> None:
     else:
         charts.line(trend.dropna(subset=["clip_mean"]), "clip_mean", "Mean CLIP score by version")
         charts.bar(totals, "group", "clip_mean", "Mean CLIP score over the range")
+        dist = data.clip_distribution(f)
+        if not dist.empty:
+            dist = dist.assign(
+                share_pct=100 * dist["n"] / dist.groupby("group")["n"].transform("sum")
+            )
+            charts.bar(
+                dist,
+                "score",
+                "share_pct",
+                "Distribution of CLIP scores by version (% of each version's images)",
+                color="group",
+                barmode="overlay",
+                opacity=0.6,
+            )
     if nsfw_n == 0:
         st.info("NSFW scoring has no results in this range: run `diffwatch score --scorers nsfw`.")
     else:

@@ -81,11 +81,13 @@ DO UPDATE SET n = r.n + EXCLUDED.n
 """
 _QUALITY_ROLLUP = f"""
 INSERT INTO rollup_quality AS r (width_s, bucket, model, model_version, deployment, gpu_type,
-    scorer, scorer_version, n, value_n, value_sum, flag_n, flagged_n)
+    scorer, scorer_version, n, value_n, value_sum, flag_n, flagged_n, h_value)
 SELECT %(w)s::int, date_bin(make_interval(secs => %(w)s::int), g.ts, {EPOCH}), g.model,
     g.model_version, coalesce(g.deployment, ''), coalesce(g.gpu_type, ''), s.scorer,
     s.scorer_version, count(*), count(s.value), coalesce(sum(s.value), 0), count(s.flagged),
-    count(*) FILTER (WHERE s.flagged)
+    count(*) FILTER (WHERE s.flagged),
+    dw_hist_pack(coalesce(array_agg(least(greatest(floor(s.value), 0), 100)::int)
+        FILTER (WHERE s.scorer = 'clip' AND s.value IS NOT NULL), '{{}}'::int[]))
 FROM scorer_results s JOIN generations g ON g.id = s.generation_id
 WHERE s.ingest_xid >= %(lo)s AND s.ingest_xid < %(hi)s AND g.ts >= %(since)s
 GROUP BY 2, 3, 4, 5, 6, 7, 8
@@ -93,7 +95,8 @@ ON CONFLICT (width_s, bucket, model, model_version, deployment, gpu_type, scorer
     scorer_version)
 DO UPDATE SET n = r.n + EXCLUDED.n, value_n = r.value_n + EXCLUDED.value_n,
     value_sum = r.value_sum + EXCLUDED.value_sum, flag_n = r.flag_n + EXCLUDED.flag_n,
-    flagged_n = r.flagged_n + EXCLUDED.flagged_n
+    flagged_n = r.flagged_n + EXCLUDED.flagged_n,
+    h_value = dw_hist_merge(r.h_value, EXCLUDED.h_value)
 """
 _GPU_ROLLUP = f"""
 INSERT INTO rollup_gpu AS r (width_s, bucket, host, gpu_index, mig_instance, gpu_name, n,

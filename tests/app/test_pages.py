@@ -80,7 +80,7 @@ def test_page_renders_on_an_empty_database(name, conninfo, monkeypatch) -> None:
         ("cost", 2),
         ("latency", 4),
         ("gpu", 3),
-        ("quality", 3),
+        ("quality", 4),
         ("explorer", 0),
     ],
 )
