@@ -178,6 +178,7 @@ def test_loader_processes_threads_and_device_jpeg_give_the_same_batch(mixed: lis
         a = threads.load(mixed, prompts)
         b = procs.load(mixed, prompts)
         c = procs.load(mixed[::-1], prompts[::-1])  # the processes are reused; order kept
+        assert procs._pool is not None  # they served: no fallback to threads
     same_results(a.images, b.images)
     same_results(a.images[::-1], c.images)
     on_host = [isinstance(im.rgb, np.ndarray) for im in b.images if isinstance(im, LoadedImage)]
