@@ -116,10 +116,12 @@ def test_detector_contract_and_errors(tmp_path):
         NsfwDetector(model_path=tmp_path / "missing.onnx")
 
 
-def test_cuda_with_onnxruntime_names_the_fix_when_the_cuda_provider_is_missing():
+def test_cuda_with_onnxruntime_names_the_fix_or_uses_the_cuda_provider():
     import onnxruntime
 
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        pytest.skip("this onnxruntime has the CUDA provider")
-    with pytest.raises(RuntimeError, match=r"onnxruntime-gpu.*backend='torch'"):
-        NsfwDetector(device="cuda", backend="onnxruntime")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(RuntimeError, match=r"onnxruntime-gpu.*backend='torch'"):
+            NsfwDetector(device="cuda", backend="onnxruntime")
+    else:  # onnxruntime-gpu on a GPU machine: the session really runs on CUDA
+        detector = NsfwDetector(device="cuda", backend="onnxruntime")
+        assert detector._session.get_providers()[0] == "CUDAExecutionProvider"
