@@ -16,7 +16,7 @@ import numpy as np
 import psycopg
 
 from db import histogram
-from db.queries.dashboard_filters import Filters, GroupBy, group_sql, level, point_sql, where
+from db.queries.dashboard_filters import Filters, GroupBy, group_sql, level, point_sql, rate, where
 
 Metric = Literal["queue", "inference", "total"]
 
@@ -74,11 +74,6 @@ class ErrorKind:
     kind: str
     errors: int
     share_of_requests: float | None
-
-
-def _rate(num: float, den: float) -> float | None:
-    # Sums of bigint come back as Decimal: compare and divide as floats.
-    return float(num) / float(den) if den else None
 
 
 def _quantile_bins(
@@ -142,15 +137,15 @@ def kpis(conn: psycopg.Connection, f: Filters) -> Kpis:
         requests=requests,
         images=images,
         errors=errors,
-        error_rate=_rate(errors, requests),
+        error_rate=rate(errors, requests),
         p50_ms=p50,
         p95_ms=p95,
         gpu_hours=gpu_h,
         cost_usd=cost,
-        cost_per_image_usd=_rate(cost, images) if cost is not None else None,
+        cost_per_image_usd=rate(cost, images) if cost is not None else None,
         unpriced_gpu_hours=unpriced_h,
-        clip_mean=_rate(clip[1], clip[0]) if clip else None,
-        nsfw_rate=_rate(nsfw[3], nsfw[2]) if nsfw else None,
+        clip_mean=rate(clip[1], clip[0]) if clip else None,
+        nsfw_rate=rate(nsfw[3], nsfw[2]) if nsfw else None,
         scored=sum(v[4] for v in q.values()),
     )
 
@@ -199,7 +194,7 @@ def latency(
     for key in sorted(qbins):
         n, total = sums.get(key, (0, 0.0))
         p50, p95, p99 = qbins[key]
-        out.append(LatencyPoint(key[0], key[1], n, _rate(total, n), p50, p95, p99))
+        out.append(LatencyPoint(key[0], key[1], n, rate(total, n), p50, p95, p99))
     return out
 
 
@@ -216,7 +211,7 @@ def throughput(conn: psycopg.Connection, f: Filters, by: GroupBy = None) -> list
     )
     return [
         ThroughputPoint(
-            t, g, int(req), int(img), int(err), _rate(int(err), int(req)), img * 60 / step, step
+            t, g, int(req), int(img), int(err), rate(int(err), int(req)), img * 60 / step, step
         )
         for t, g, req, img, err in rows
     ]
@@ -232,7 +227,7 @@ def errors_by_kind(conn: psycopg.Connection, f: Filters) -> list[ErrorKind]:
     ).fetchone()
     requests = int(row[0]) if row else 0
     return [
-        ErrorKind(kind, int(n), _rate(int(n), requests))
+        ErrorKind(kind, int(n), rate(int(n), requests))
         for kind, n in conn.execute(
             f"SELECT kind, sum(n) FROM rollup_errors WHERE {cond} GROUP BY kind ORDER BY 2 DESC, 1",
             params,

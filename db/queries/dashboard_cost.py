@@ -14,7 +14,7 @@ from datetime import datetime
 
 import psycopg
 
-from db.queries.dashboard_filters import Filters, GroupBy, group_sql, level, point_sql, where
+from db.queries.dashboard_filters import Filters, GroupBy, group_sql, level, point_sql, rate, where
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +81,6 @@ class GpuPrice:
     note: str | None
 
 
-def _rate(num: float, den: float) -> float | None:
-    # Sums of bigint come back as Decimal: compare and divide as floats.
-    return float(num) / float(den) if den else None
-
-
 def cost_by(conn: psycopg.Connection, f: Filters, by: GroupBy = "version") -> list[CostRow]:
     """Attributed cost per group in the range, most expensive first."""
     w = f.width()
@@ -115,7 +110,7 @@ def cost_by(conn: psycopg.Connection, f: Filters, by: GroupBy = "version") -> li
             int(a[1]),
             a[2],
             a[3] if a[5] else None,
-            _rate(a[3], a[1]) if a[5] else None,
+            rate(a[3], a[1]) if a[5] else None,
             a[4],
         )
         for g, a in acc.items()
@@ -128,7 +123,7 @@ def fleet_cost(conn: psycopg.Connection, f: Filters) -> list[FleetCostRow]:
     w = f.width()
     params = {"w": w, "start": f.start, "end": f.end}
     held = {
-        name: (int(gpus), float(minutes) / 60, _rate(float(idle), float(n)))
+        name: (int(gpus), float(minutes) / 60, rate(float(idle), float(n)))
         for name, gpus, minutes, idle, n in conn.execute(
             "SELECT gpu_name, count(DISTINCT (host, gpu_index, mig_instance)),"
             " sum(bit_count(minutes::bit(64))), sum(idle_n), sum(util_n) FROM rollup_gpu"
@@ -153,7 +148,7 @@ def fleet_cost(conn: psycopg.Connection, f: Filters) -> list[FleetCostRow]:
         busy_h, images = gens.get(name, (0.0, 0))
         price = prices.get(name)
         cost = held_h * price if price is not None else None
-        per_image = _rate(cost, images) if cost is not None else None
+        per_image = rate(cost, images) if cost is not None else None
         out.append(FleetCostRow(name, gpus, held_h, busy_h, price, cost, images, per_image, idle))
     return out
 
@@ -180,11 +175,11 @@ def gpu_hosts(
             t,
             host,
             int(gpus),
-            _rate(util_s, util_n),
-            _rate(mem_s, mem_n),
-            _rate(100.0 * mem_s, mem_t) if mem_t else None,
-            _rate(pow_s, pow_n),
-            _rate(float(idle), float(util_n)),
+            rate(util_s, util_n),
+            rate(mem_s, mem_n),
+            rate(100.0 * mem_s, mem_t) if mem_t else None,
+            rate(pow_s, pow_n),
+            rate(float(idle), float(util_n)),
             float(minutes) / 60,
         )
         for t, host, gpus, util_s, util_n, mem_s, mem_t, mem_n, pow_s, pow_n, idle, minutes in rows
@@ -211,9 +206,9 @@ def quality_trend(
             t,
             g,
             int(cn or 0),
-            _rate(float(cs or 0), float(cn or 0)),
+            rate(float(cs or 0), float(cn or 0)),
             int(nn or 0),
-            _rate(float(nf or 0), float(nn or 0)),
+            rate(float(nf or 0), float(nn or 0)),
         )
         for t, g, cn, cs, nn, nf in rows
     ]

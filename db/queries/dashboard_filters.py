@@ -109,3 +109,8 @@ def point_sql(step_s: int | None, alias: str = "") -> str:
     if step_s is None:
         return "%(start)s::timestamptz"
     return f"date_bin(make_interval(secs => {int(step_s)}), {a}bucket, %(start)s::timestamptz)"
+
+
+def rate(num: float, den: float) -> float | None:
+    """``num / den``, or None when ``den`` is 0 or None (sums of bigint arrive as Decimal)."""
+    return float(num) / float(den) if den else None
