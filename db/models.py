@@ -384,3 +384,7 @@ class GpuPrice(Base):
     usd_per_hour: Mapped[float] = mapped_column(Double)
     note: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# The drift tables live in their own module; importing it here registers them on Base.
+from db import models_drift as _models_drift  # noqa: E402, F401
