@@ -1,0 +1,225 @@
+"""Prompt-distribution drift: embed a reference and a current sample of prompts with the
+CLIP text tower, test them against each other, say what moved, and store one run.
+
+The statistics are pure (``analytics.prompt_drift``, ``analytics.drift_moved``,
+``analytics.param_drift``); this module does the I/O around them: it reads the windows
+(or a pinned baseline), embeds, and writes ``drift_runs``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+import psycopg
+
+from db.queries import drift as q
+from scoring.drift_windows import Window, windows
+
+log = logging.getLogger(__name__)
+
+_ONE_SECOND = timedelta(seconds=1)
+DEFAULT_REFERENCE = "7d"
+MIN_PROMPTS = 20  # per side: below this the test has too little power to mean anything
+
+
+class TextEmbedder(Protocol):
+    """Turns prompts into L2-normalised vectors (float32, one row a prompt)."""
+
+    label: str
+
+    def embed(self, prompts: Sequence[str]) -> np.ndarray: ...
+
+
+class NotEnoughData(ValueError):
+    """A window (or baseline) has too few prompts for a drift test."""
+
+
+@dataclass(frozen=True)
+class PromptDriftOptions:
+    """What to compare: the ``current`` window against a ``reference`` window or a pinned
+    ``baseline``; ``max_prompts`` is a random sample cap per side; ``alpha`` the test's
+    level; ``until`` the anchor of duration windows (None: the newest generation)."""
+
+    current: str = "24h"
+    reference: str | None = None  # None: DEFAULT_REFERENCE, unless a baseline is given
+    baseline: str | None = None
+    save_baseline: str | None = None
+    replace_baseline: bool = False
+    model: str | None = None
+    until: datetime | None = None
+    max_prompts: int = 2000
+    permutations: int = 500
+    alpha: float = 0.05
+    clusters: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.baseline and self.reference:
+            raise ValueError("--reference and --baseline exclude each other; give one")
+        if self.baseline and self.save_baseline:
+            raise ValueError("--save-baseline pins a reference window; it cannot re-pin --baseline")
+        if self.max_prompts < MIN_PROMPTS:
+            raise ValueError(
+                f"--max-prompts must be at least {MIN_PROMPTS}, got {self.max_prompts}"
+            )
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"--alpha must be between 0 and 1, got {self.alpha}")
+        if self.permutations < 50:
+            raise ValueError(f"--permutations must be at least 50, got {self.permutations}")
+
+
+def _embed_unique(embedder: TextEmbedder, prompts: Sequence[str]) -> np.ndarray:
+    """Embed each distinct prompt once (logs repeat prompts a lot)."""
+    unique = list(dict.fromkeys(prompts))
+    vectors = embedder.embed(unique)
+    row = {p: i for i, p in enumerate(unique)}
+    return np.asarray(vectors, dtype=np.float32)[[row[p] for p in prompts]]
+
+
+def _check_side(rows: Sequence[Any], what: str) -> None:
+    if len(rows) < MIN_PROMPTS:
+        raise NotEnoughData(
+            f"{what} has {len(rows)} prompts; a drift test needs at least {MIN_PROMPTS} a "
+            "side; fix: widen the window (--current/--reference) or check --model"
+        )
+
+
+def _load_sides(
+    conn: psycopg.Connection, opts: PromptDriftOptions, run_fields: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, str]:
+    """(reference rows, current rows, reference label, current label)."""
+    anchor = opts.until or q.newest_generation_ts(conn, opts.model)
+    if anchor is None:
+        raise NotEnoughData(
+            "no generations are logged"
+            + (f" for model {opts.model!r}" if opts.model else "")
+            + "; fix: collect logs first (`diffwatch collect logs`)"
+        )
+    # A duration window ends just after the anchor, so the newest generation is in it.
+    anchor = anchor.replace(microsecond=0) + _ONE_SECOND
+    cur, ref = windows(
+        opts.current, None if opts.baseline else (opts.reference or DEFAULT_REFERENCE), anchor
+    )
+    seed = ((opts.seed % 1000) / 1000.0) * 2 - 1
+    current = q.window_prompts(conn, cur.start, cur.end, opts.model, opts.max_prompts, seed)
+    run_fields.update(current_start=cur.start, current_end=cur.end)
+    _check_side(current, f"the current window {cur.label()}")
+    if opts.baseline:
+        pinned = q.load_prompt_baseline(conn, opts.baseline)
+        if pinned is None:
+            names = q.prompt_baseline_names(conn)
+            raise NotEnoughData(
+                f"--baseline {opts.baseline!r}: no such prompt baseline; known: "
+                f"{', '.join(names) or 'none'}; fix: pin one with --save-baseline NAME"
+            )
+        meta, reference = pinned
+        _check_side(reference, f"baseline {opts.baseline!r}")
+        label = f"baseline {opts.baseline!r} ({meta['n_prompts']} prompts"
+        if meta["window_start"] and meta["window_end"]:
+            label += f" of {Window(meta['window_start'], meta['window_end']).label()}"
+        return reference, current, label + ")", cur.label()
+    assert ref is not None
+    _check_overlap(ref, cur)
+    reference = q.window_prompts(conn, ref.start, ref.end, opts.model, opts.max_prompts, seed)
+    run_fields.update(reference_start=ref.start, reference_end=ref.end)
+    _check_side(reference, f"the reference window {ref.label()}")
+    return reference, current, ref.label(), cur.label()
+
+
+def _check_overlap(ref: Window, cur: Window) -> None:
+    if ref.start < cur.end and cur.start < ref.end:
+        raise ValueError(
+            f"the reference window {ref.label()} overlaps the current window {cur.label()}; "
+            "fix: give windows that do not overlap"
+        )
+
+
+def analyse(
+    reference: Sequence[dict[str, Any]],
+    current: Sequence[dict[str, Any]],
+    embedder: TextEmbedder,
+    opts: PromptDriftOptions,
+) -> dict[str, Any]:
+    """The full result of comparing two prompt samples (JSON-ready)."""
+    from analytics.drift_moved import cluster_shifts, term_shifts
+    from analytics.param_drift import parameter_drift
+    from analytics.prompt_drift import mmd_test
+
+    ref_prompts = [r["prompt"] for r in reference]
+    cur_prompts = [r["prompt"] for r in current]
+    ref_emb = _embed_unique(embedder, ref_prompts)
+    cur_emb = _embed_unique(embedder, cur_prompts)
+    test = mmd_test(
+        ref_emb, cur_emb, permutations=opts.permutations, alpha=opts.alpha, seed=opts.seed,
+        max_samples=opts.max_prompts,
+    )  # fmt: skip
+    clusters = cluster_shifts(
+        ref_emb, cur_emb, ref_prompts, cur_prompts, k=opts.clusters, seed=opts.seed
+    )
+    grew, shrank = term_shifts(ref_prompts, cur_prompts)
+    params = parameter_drift(reference, current, alpha=opts.alpha)
+    return {
+        "test": test.to_dict(),
+        "clusters": [c.to_dict() for c in clusters],
+        "terms": {"grew": [t.to_dict() for t in grew], "shrank": [t.to_dict() for t in shrank]},
+        "parameters": [p.to_dict() for p in params],
+        "parameters_drifted": [p.parameter for p in params if p.drifted],
+    }
+
+
+def run_prompt_drift(
+    conninfo: str,
+    embedder: TextEmbedder,
+    opts: PromptDriftOptions,
+    *,
+    demo: bool = False,
+    worker: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run one prompt-drift check and store it; return the stored summary with ``run_id``.
+
+    A check that cannot run (too few prompts, a bad window) is stored as a ``failed`` run
+    with its reason, then raised.
+    """
+    say = progress or (lambda _m: None)
+    with psycopg.connect(conninfo) as conn:
+        run_id = q.start_run(
+            conn, "prompts", model=opts.model, baseline=opts.baseline, embedder=embedder.label,
+            demo=demo, worker=worker, threshold=opts.alpha,
+        )  # fmt: skip
+        fields: dict[str, Any] = {}
+        try:
+            pinned = q.prompt_baseline_names(conn)
+            if opts.save_baseline in pinned and not opts.replace_baseline:
+                raise ValueError(
+                    f"--save-baseline {opts.save_baseline!r}: a baseline of that name "
+                    "exists; fix: choose another name or add --replace-baseline"
+                )
+            say("reading prompts")
+            reference, current, ref_label, cur_label = _load_sides(conn, opts, fields)
+            say(f"embedding {len(reference) + len(current)} prompts with {embedder.label}")
+            result = analyse(reference, current, embedder, opts)
+        except Exception as exc:
+            q.finish_run(conn, run_id, "failed", error=str(exc), **fields)
+            raise
+        result["windows"] = {"reference": ref_label, "current": cur_label}
+        result["embedder"] = embedder.label
+        test = result["test"]
+        drifted = bool(test["drifted"]) or bool(result["parameters_drifted"])
+        q.finish_run(
+            conn, run_id, "ok", drifted=drifted, statistic=test["statistic"],
+            p_value=test["p_value"], effect_size=test["effect_size"],
+            n_reference=len(reference), n_current=len(current), summary=result, **fields,
+        )  # fmt: skip
+        if opts.save_baseline:
+            q.save_prompt_baseline(
+                conn, opts.save_baseline, reference, model=opts.model,
+                window=(fields.get("reference_start"), fields.get("reference_end")),
+                run_id=run_id, replace=opts.replace_baseline,
+            )  # fmt: skip
+    return {"run_id": run_id, "drifted": drifted, "demo": demo, **result}
