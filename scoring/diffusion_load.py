@@ -1,0 +1,236 @@
+"""The one diffusers loader: AutoPipelineForText2Image, explicit device and precision, offline."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+from diffwatch.errors import first_line
+from scoring.diffusion_config import DiffusionConfig, DiffusionWeightsError, is_hub_id
+
+if TYPE_CHECKING:
+    import torch
+
+# torch.compile mode for the UNet. "max-autotune-no-cudagraphs" tunes kernels without CUDA
+# graphs: graphs (the "reduce-overhead" modes) are recorded per batch size and image size,
+# hold their own memory pool each, and re-generation batches vary in both.
+COMPILE_MODE = "max-autotune-no-cudagraphs"
+_TRUTHY = {"1", "on", "yes", "true"}  # huggingface_hub's reading of HF_HUB_OFFLINE
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    """A diffusers text-to-image pipeline ready to run, and how it was loaded.
+
+    ``base_scheduler_config`` is the pipeline's own scheduler config as loaded (read-only):
+    every batch builds its scheduler from it, so sampler changes never compound.
+    ``base_scheduler_class`` is that scheduler's class name (used when no sampler is logged).
+    ``attention`` names the UNet's attention processor, ``compiled`` whether the UNet is
+    wrapped in torch.compile. ``max_batch`` is the most images per pipeline call.
+    """
+
+    pipe: Any
+    source: str
+    device: str
+    precision: Literal["fp32", "fp16"]
+    pipeline_class: str
+    base_scheduler_config: Mapping[str, Any]
+    base_scheduler_class: str
+    attention: str = "default"
+    compiled: bool = False
+    channels_last: bool = False
+    max_batch: int = 8
+
+    def describe(self) -> str:
+        """One line for logs and reports: class, source, device and precision."""
+        extras = [self.attention] + (["channels_last"] if self.channels_last else [])
+        extras += ["compiled"] if self.compiled else []
+        return (
+            f"{self.pipeline_class} from {self.source}, {self.device} {self.precision} "
+            f"({', '.join(extras)})"
+        )
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell along each side (8 for SD 1.5 and SDXL)."""
+        return int(getattr(self.pipe, "vae_scale_factor", 8))
+
+    def default_size(self) -> tuple[int, int]:
+        """The pipeline's own (width, height) in px when none is given."""
+        denoiser = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
+        side = getattr(self.pipe, "default_sample_size", None)
+        if side is None and denoiser is not None:
+            side = denoiser.config.get("sample_size")
+        if isinstance(side, list | tuple):  # some UNets store (height, width)
+            return int(side[1]) * self.vae_scale_factor, int(side[0]) * self.vae_scale_factor
+        side = int(side or 64) * self.vae_scale_factor
+        return side, side
+
+
+def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE is set to a true value now (read at call time, not import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
+
+
+def resolve_device(device: str) -> str:
+    """'auto' → 'cuda' when available, else 'cpu'; a cuda device with no GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"DiffusionConfig.device: {device!r} was asked for but torch sees no CUDA GPU; "
+            "fix: device='cpu' or 'auto'"
+        )
+    return device
+
+
+def resolve_precision(precision: str, device: str) -> Literal["fp32", "fp16"]:
+    """'auto' → fp16 on cuda, fp32 on cpu; fp16 on cpu is an error."""
+    if precision == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise ValueError(
+            f"DiffusionConfig.precision: 'fp16' needs a cuda device, got {device!r}; "
+            "fix: precision='fp32' or 'auto'"
+        )
+    return "fp16" if precision == "fp16" else "fp32"
+
+
+def _check_local(source: str) -> tuple[str, bool]:
+    """(what to pass to from_pretrained, is it local); raise for paths that cannot work."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise DiffusionWeightsError(
+                str(path),
+                "the directory has no model_index.json, so it is not a diffusers pipeline "
+                "saved with save_pretrained (a single .safetensors/.ckpt checkpoint must be "
+                "converted first: StableDiffusionPipeline.from_single_file(FILE)."
+                "save_pretrained(DIR))",
+            )
+        return str(path.resolve()), True
+    if path.exists():
+        raise DiffusionWeightsError(
+            str(path), "it is a file, not a pipeline directory (one holding model_index.json)"
+        )
+    if not is_hub_id(source):
+        raise DiffusionWeightsError(str(path), "no such directory")
+    return source, False
+
+
+def _read_index(source: str, local_files_only: bool) -> dict[str, Any]:
+    """The pipeline's model_index.json (its class and components), or DiffusionWeightsError."""
+    import warnings
+
+    from diffusers import DiffusionPipeline
+
+    try:
+        with warnings.catch_warnings():
+            # diffusers still passes huggingface_hub's deprecated local_dir_use_symlinks.
+            warnings.filterwarnings(
+                "ignore", message=".*local_dir_use_symlinks", category=UserWarning
+            )
+            return dict(DiffusionPipeline.load_config(source, local_files_only=local_files_only))
+    except Exception as exc:
+        if local_files_only and not Path(source).is_dir():
+            why = "HF_HUB_OFFLINE is set" if hub_offline() else "local files only"
+            reason = (
+                "no such local directory, and as a hub id it is not in the local Hugging "
+                f"Face cache ({why}, so nothing is downloaded)"
+            )
+        else:
+            reason = f"its model_index.json could not be read ({first_line(exc)})"
+        raise DiffusionWeightsError(source, reason) from exc
+
+
+def _set_sdpa(module: Any) -> str:
+    """Put PyTorch SDPA (AttnProcessor2_0) on a model whose processors are the plain ones."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    processors = getattr(module, "attn_processors", None)
+    if not processors:
+        return "no attention"
+    kinds = {type(p) for p in processors.values()}
+    # Leave specialised processors (IP-Adapter, custom, fused) alone: they are the model's.
+    if kinds <= {AttnProcessor, AttnProcessor2_0}:
+        module.set_attn_processor(AttnProcessor2_0())
+        return "sdpa"
+    return "+".join(sorted(k.__name__ for k in kinds))
+
+
+def _dtype(precision: str) -> torch.dtype:
+    import torch
+
+    return torch.float16 if precision == "fp16" else torch.float32
+
+
+def load_pipeline(cfg: DiffusionConfig) -> LoadedPipeline:
+    """Load a text-to-image pipeline with real weights, or raise DiffusionWeightsError."""
+    import torch
+    from diffusers import AutoPipelineForText2Image
+
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    source, local = _check_local(cfg.source)
+    local_files_only = local or hub_offline()
+    index = _read_index(source, local_files_only)
+    kwargs: dict[str, Any] = {
+        "dtype": _dtype(precision),  # diffusers 0.42 deprecates torch_dtype
+        "local_files_only": local_files_only,
+        "variant": cfg.variant,
+    }
+    if "safety_checker" in index:
+        # We score NSFW ourselves; not loading it saves ~1.2 GB, and requires_safety_checker
+        # False keeps diffusers from warning about the missing checker.
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    try:
+        pipe = AutoPipelineForText2Image.from_pretrained(source, **kwargs)
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        text = "; ".join(lines[:2]) if lines else type(exc).__name__
+        name = index.get("_class_name", "?")
+        fix = None
+        if cfg.variant and "variant" in text:
+            fix = f"Fix: drop variant={cfg.variant!r}, or pass a source saved with that variant"
+        elif "AutoPipeline can't find" in text:
+            fix = "Fix: pass a text-to-image pipeline (StableDiffusion, SDXL, SD3, Flux, ...)"
+        raise DiffusionWeightsError(
+            source, f"{name} could not be loaded as a text-to-image pipeline ({text[:500]})", fix
+        ) from exc
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(device)
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    attention = _set_sdpa(denoiser) if denoiser is not None else "no denoiser"
+    if getattr(pipe, "vae", None) is not None:
+        _set_sdpa(pipe.vae)
+    if cfg.channels_last:
+        for name in ("unet", "vae"):
+            module = getattr(pipe, name, None)
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+    compiled = False
+    if cfg.compile and denoiser is not None:
+        name = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+        setattr(pipe, name, torch.compile(denoiser, mode=COMPILE_MODE))
+        compiled = True
+    return LoadedPipeline(
+        pipe=pipe,
+        source=source,
+        device=device,
+        precision=precision,
+        pipeline_class=type(pipe).__name__,
+        base_scheduler_config=MappingProxyType(dict(pipe.scheduler.config)),
+        base_scheduler_class=type(pipe.scheduler).__name__,
+        attention=attention,
+        compiled=compiled,
+        channels_last=cfg.channels_last,
+        max_batch=cfg.max_batch,
+    )
