@@ -152,3 +152,35 @@ def clip_distribution(f: Filters, by: str = "version") -> pd.DataFrame:
     from db.queries.quality_dist import clip_distribution as q
 
     return frame(_run(lambda c: q(c, f, by)))  # type: ignore[arg-type]
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def drift_runs(f: Filters, kinds: tuple[str, ...]) -> pd.DataFrame:
+    """Drift runs of ``kinds`` started in the range, oldest first (no summaries)."""
+    from db.queries.drift_dashboard import drift_runs as q
+
+    return frame(_run(lambda c: q(c, f, kinds)))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def drift_overview() -> Any:
+    """How many drift runs exist at all, and when the newest started (RunsOverview)."""
+    from db.queries.drift_dashboard import runs_overview
+
+    return _run(runs_overview)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def drift_run(run_id: int) -> Any:
+    """One drift run with its summary (DriftRunRow), or None when it is gone."""
+    from db.queries.drift_dashboard import drift_run as q
+
+    return _run(lambda c: q(c, run_id))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def drift_items(run_id: int) -> list[Any]:
+    """A run's items (DriftItemRow), flagged first, then errors, then lowest cosine."""
+    from db.queries.drift_dashboard import drift_items as q
+
+    return _run(lambda c: q(c, run_id))

@@ -11,24 +11,28 @@ BLUR_RADIUS = 18
 
 
 @st.cache_data(ttl=300, show_spinner=False, max_entries=512)
-def thumbnail(uri: str | None, blurred: bool) -> tuple[np.ndarray | None, str | None]:
-    """A small RGB thumbnail of ``uri`` (blurred when asked), or None and why not."""
+def thumbnail(
+    uri: str | None, blurred: bool, px: int = THUMB_PX
+) -> tuple[np.ndarray | None, str | None]:
+    """An RGB thumbnail of ``uri`` at most ``px`` pixels a side (blurred when asked), or
+    None and why not."""
     from scoring.images import LoadedImage, load_image
 
     loaded = load_image(uri, retries=0, convert_modes=True)
     if not isinstance(loaded, LoadedImage):
         return None, loaded.reason
     im = loaded.to_pil()
-    im.thumbnail((THUMB_PX, THUMB_PX))
-    if blurred:
-        im = im.filter(ImageFilter.GaussianBlur(BLUR_RADIUS))
+    im.thumbnail((px, px))
+    if blurred:  # the same blur relative to the picture at every size
+        im = im.filter(ImageFilter.GaussianBlur(BLUR_RADIUS * px / THUMB_PX))
     return np.asarray(im), None
 
 
-def show(uri: str | None, flagged: bool, key: str) -> None:
-    """The image, blurred until the person clicks "Reveal" when it is flagged NSFW."""
+def show(uri: str | None, flagged: bool, key: str, px: int = THUMB_PX) -> None:
+    """The image (at most ``px`` pixels a side), blurred until the person clicks "Reveal"
+    when it is flagged NSFW."""
     revealed = st.session_state.get(f"reveal-{key}", False)
-    pixels, why = thumbnail(uri, blurred=flagged and not revealed)
+    pixels, why = thumbnail(uri, blurred=flagged and not revealed, px=px)
     if pixels is None:
         st.text(f"image unavailable: {why}")
     else:

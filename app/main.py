@@ -8,7 +8,7 @@ import streamlit as st
 def main() -> None:
     """Build the navigation and run the chosen page."""
     from app.config import NoDatabase, conninfo
-    from app.views import cost, explorer, gpu, latency, overview, quality, versions
+    from app.views import cost, drift, explorer, gpu, latency, overview, quality, versions
 
     st.set_page_config(page_title="diffwatch", layout="wide")
     try:
@@ -24,6 +24,7 @@ def main() -> None:
         st.Page(quality.render, title="Quality & safety", url_path="quality"),
         st.Page(versions.render, title="Model versions", url_path="versions"),
         st.Page(explorer.render, title="Generation explorer", url_path="explorer"),
+        st.Page(drift.render, title="Drift", url_path="drift"),
     ]
     st.navigation(pages).run()
 
