@@ -249,11 +249,12 @@ def _collect_with_progress(collector: object, show: bool) -> object:
 
 def build() -> typer.Typer:
     """The full command tree, with the commands that live in their own modules."""
-    from diffwatch import cli_app, cli_demo, cli_gpu, cli_rollups, cli_score
+    from diffwatch import cli_app, cli_demo, cli_drift, cli_gpu, cli_rollups, cli_score
 
     cli_gpu.register(collect_app)
     cli_demo.register(app)
     cli_score.register(app)
+    cli_drift.register(app)
     cli_rollups.register(app)
     cli_app.register(app)
     return app

@@ -106,17 +106,17 @@ def _load_sides(
         opts.current, None if opts.baseline else (opts.reference or DEFAULT_REFERENCE), anchor
     )
     seed = ((opts.seed % 1000) / 1000.0) * 2 - 1
+    pinned = q.load_prompt_baseline(conn, opts.baseline) if opts.baseline else None
+    if opts.baseline and pinned is None:
+        names = q.prompt_baseline_names(conn)
+        raise NotEnoughData(
+            f"--baseline {opts.baseline!r}: no such prompt baseline; known: "
+            f"{', '.join(names) or 'none'}; fix: pin one with --save-baseline NAME"
+        )
     current = q.window_prompts(conn, cur.start, cur.end, opts.model, opts.max_prompts, seed)
     run_fields.update(current_start=cur.start, current_end=cur.end)
     _check_side(current, f"the current window {cur.label()}")
-    if opts.baseline:
-        pinned = q.load_prompt_baseline(conn, opts.baseline)
-        if pinned is None:
-            names = q.prompt_baseline_names(conn)
-            raise NotEnoughData(
-                f"--baseline {opts.baseline!r}: no such prompt baseline; known: "
-                f"{', '.join(names) or 'none'}; fix: pin one with --save-baseline NAME"
-            )
+    if pinned is not None:
         meta, reference = pinned
         _check_side(reference, f"baseline {opts.baseline!r}")
         label = f"baseline {opts.baseline!r} ({meta['n_prompts']} prompts"

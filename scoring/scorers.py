@@ -42,8 +42,7 @@ class ClipAlignmentScorer:
 
         self.clip = load_clip(cfg)
         self._scorer = ClipScorer(self.clip, batch_size=batch_size)
-        weights = f"file-{_file_digest(cfg.checkpoint)}" if cfg.checkpoint else cfg.pretrained
-        self.key = ScorerKey("clip", f"{self.clip.model_name}/{weights}")
+        self.key = ScorerKey("clip", clip_label(cfg))
 
     @property
     def prompt_tokenizer(self) -> PromptTokenizer:
@@ -148,6 +147,27 @@ def _register_model_config(path: str, model_name: str) -> None:
     open_clip.add_model_config(p)
 
 
+def clip_config(
+    model: str,
+    pretrained: str | None,
+    checkpoint: str | None,
+    model_config: str | None,
+    device: str,
+) -> ClipConfig:
+    """The ClipConfig of the ``--clip-*`` options (registers a custom architecture first)."""
+    from scoring.clip_config import ClipConfig
+
+    if model_config:
+        _register_model_config(model_config, model)
+    return ClipConfig(model_name=model, pretrained=pretrained, checkpoint=checkpoint, device=device)
+
+
+def clip_label(cfg: ClipConfig) -> str:
+    """``ViT-B-32/laion2b_s34b_b79k`` or ``ViT-B-32/file-<sha256 prefix>``: model and weights."""
+    weights = f"file-{_file_digest(cfg.checkpoint)}" if cfg.checkpoint else cfg.pretrained
+    return f"{cfg.model_name}/{weights}"
+
+
 def build_scorers(opts: ScorerOptions) -> list[Scorer]:
     """Load every requested scorer (models load here, on ``opts.device``)."""
     unknown = set(opts.names) - set(SCORER_NAMES)
@@ -164,16 +184,12 @@ def build_scorers(opts: ScorerOptions) -> list[Scorer]:
     scorers: list[Scorer] = []
     for name in opts.names:
         if name == "clip":
-            from scoring.clip import ClipConfig
-
-            if opts.clip_model_config:
-                _register_model_config(opts.clip_model_config, opts.clip_model)
-
-            cfg = ClipConfig(
-                model_name=opts.clip_model,
-                pretrained=opts.clip_pretrained,
-                checkpoint=opts.clip_checkpoint,
-                device=device,
+            cfg = clip_config(
+                opts.clip_model,
+                opts.clip_pretrained,
+                opts.clip_checkpoint,
+                opts.clip_model_config,
+                device,
             )
             scorers.append(ClipAlignmentScorer(cfg, batch_size=opts.batch_size))
         else:
