@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.dataset import seed, seed_bulk
+from tests.app.test_drift_page import DriftIds, seed_drift
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,6 +32,7 @@ PAGES = [  # url path, title, least charts (Overview is the default page, at /)
     ("quality", "Quality & safety", 3),
     ("versions", "Model versions", 1),
     ("explorer?q=thing", "Generation explorer", 0),
+    ("drift?range=30d", "Drift", 2),  # drift runs are days apart: a month
 ]
 
 
@@ -41,7 +43,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def served(db_url: str, conninfo: str, tmp_path: Path) -> Iterator[str]:
+def drift_ids(conninfo: str, tmp_path: Path) -> DriftIds:
+    return seed_drift(conninfo, tmp_path / "drift")
+
+
+@pytest.fixture
+def served(db_url: str, conninfo: str, tmp_path: Path, drift_ids: DriftIds) -> Iterator[str]:
     seed(conninfo, tmp_path / "images")
     seed_bulk(conninfo)
     port = free_port()
@@ -73,7 +80,7 @@ def served(db_url: str, conninfo: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_every_page_renders_its_charts_in_chromium(served: str) -> None:
+def test_every_page_renders_its_charts_in_chromium(served: str, drift_ids: DriftIds) -> None:
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "Debian's chromium is needed: apt-get install chromium (make test does it)"
@@ -85,7 +92,8 @@ def test_every_page_renders_its_charts_in_chromium(served: str) -> None:
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         for path, title, least in PAGES:
             sep = "&" if "?" in path else "?"
-            page.goto(f"{served}/{path}{sep}range=24h", wait_until="networkidle")
+            rng = "" if "range=" in path else f"{sep}range=24h"
+            page.goto(f"{served}/{path}{rng}", wait_until="networkidle")
             page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
             if least:
                 page.locator(".js-plotly-plot .main-svg").nth(least - 1).wait_for(timeout=60_000)
@@ -95,10 +103,19 @@ def test_every_page_renders_its_charts_in_chromium(served: str) -> None:
             assert page.locator(".js-plotly-plot").count() >= least, path
             name = path.split("?")[0] or "overview"
             page.screenshot(path=str(shots / f"{name}.png"))
+        # Drift drill-down: a re-generated item, its original and re-generated images.
+        item = f"drift?run={drift_ids.regenerate}&item={drift_ids.flagged_item}&range=30d"
+        page.goto(f"{served}/{item}", wait_until="networkidle")
+        page.get_by_role("heading", name="Side by side").first.wait_for(timeout=60_000)
+        page.locator("[data-testid='stImage'] img").nth(1).wait_for(timeout=60_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.get_by_role("heading", name="Side by side").first.scroll_into_view_if_needed()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(shots / "drift-output.png"))
         # Hostile prompts render as inert text: no script ran, no link was made.
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        for path in ("quality?range=24h", "explorer?q=xss-probe&range=24h"):
+        for path in ("quality?range=24h", "explorer?q=xss-probe&range=24h", item, "drift"):
             page.goto(f"{served}/{path}", wait_until="networkidle")
             shown = page.locator("[data-testid='stText']", has_text="xss-probe <script>")
             shown.first.wait_for(timeout=60_000)  # st.text: the prompt as plain text

@@ -43,6 +43,6 @@ def test_explicit_range_naive_times_are_utc():
     ],
 )
 def test_bad_windows_say_why(text, says):
-    with pytest.raises(ValueError, match="") as e:
+    with pytest.raises(ValueError) as e:
         parse_window(text, T)
     assert says in str(e.value)
