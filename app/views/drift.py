@@ -98,6 +98,7 @@ def prompt_chart(runs: pd.DataFrame) -> None:
                 x=done["started_at"],
                 y=done["alpha"],
                 mode="lines",
+                connectgaps=True,
                 name="α",
                 line={"dash": "dash", "color": "gray"},
                 hovertemplate="α %{y}<extra></extra>",
@@ -125,7 +126,7 @@ def prompt_chart(runs: pd.DataFrame) -> None:
             row=row,
             col=1,
         )
-    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_yaxes(type="log", dtick=1, row=2, col=1)
     fig.update_layout(title="Prompt drift per run", height=560, margin={"t": 70, "b": 10})
     st.plotly_chart(fig, width="stretch")
 
@@ -174,22 +175,31 @@ def _verdict(run: Any, test: dict[str, Any]) -> None:
         st.success("No drift detected between the reference and the current prompts.")
     details = {k: v for k, v in test.items() if not isinstance(v, dict | list)}
     if details:
-        st.dataframe(
-            pd.DataFrame({"test": list(details), "value": [str(v) for v in details.values()]}),
-            hide_index=True,
-        )
+        with st.expander("Test details (method, statistic, permutations, bandwidth)"):
+            st.dataframe(
+                pd.DataFrame({"test": list(details), "value": [str(v) for v in details.values()]}),
+                hide_index=True,
+            )
+
+
+def _delta(c: dict[str, Any]) -> float:
+    """A cluster's change in share (current − reference, 0..1), from its shares if absent."""
+    d = _num(c.get("delta"))
+    if d is not None:
+        return d
+    return (_num(c.get("share_current")) or 0.0) - (_num(c.get("share_reference")) or 0.0)
 
 
 def _clusters(summary: dict[str, Any]) -> None:
     clusters = [c for c in _list(summary.get("clusters")) if isinstance(c, dict)]
     if not clusters:
         return
-    clusters.sort(key=lambda c: -abs(_num(c.get("delta")) or 0.0))
+    clusters.sort(key=lambda c: -abs(_delta(c)))
     shown = clusters[:TOP_CLUSTERS]
     long = pd.DataFrame(
         [
             {
-                "cluster": f"#{_cluster_id(c.get('cluster'))}",
+                "cluster": f"cluster #{_cluster_id(c.get('cluster'))}",
                 "window": side,
                 "share %": 100 * (_num(c.get(f"share_{side}")) or 0.0),
             }
@@ -207,6 +217,7 @@ def _clusters(summary: dict[str, Any]) -> None:
         "largest change first",
     )
     fig.update_layout(margin={"t": 40, "b": 10}, xaxis_title="", legend_title_text="")
+    fig.update_xaxes(type="category")  # ids are labels, in order of change, not numbers
     st.plotly_chart(fig, width="stretch")
     st.caption("Each cluster: its terms and example prompts (shown as plain text).")
     for i, c in enumerate(shown):

@@ -43,12 +43,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def drift_ids(conninfo: str, tmp_path: Path) -> DriftIds:
-    return seed_drift(conninfo, tmp_path / "drift")
-
-
-@pytest.fixture
-def served(db_url: str, conninfo: str, tmp_path: Path, drift_ids: DriftIds) -> Iterator[str]:
+def served(db_url: str, conninfo: str, tmp_path: Path) -> Iterator[str]:
     seed(conninfo, tmp_path / "images")
     seed_bulk(conninfo)
     port = free_port()
@@ -77,6 +72,12 @@ def served(db_url: str, conninfo: str, tmp_path: Path, drift_ids: DriftIds) -> I
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture
+def drift_ids(served: str, conninfo: str, tmp_path: Path) -> DriftIds:
+    """Drift runs of every kind, seeded after the dashboard data (its scores would clash)."""
+    return seed_drift(conninfo, tmp_path / "drift")
 
 
 @pytest.mark.slow
@@ -109,7 +110,8 @@ def test_every_page_renders_its_charts_in_chromium(served: str, drift_ids: Drift
         page.get_by_role("heading", name="Side by side").first.wait_for(timeout=60_000)
         page.locator("[data-testid='stImage'] img").nth(1).wait_for(timeout=60_000)
         assert page.locator("[data-testid='stException']").count() == 0
-        page.get_by_role("heading", name="Side by side").first.scroll_into_view_if_needed()
+        # Streamlit scrolls inside its main block: bring the run's figures to the top.
+        page.get_by_role("heading", name="One run").first.evaluate("e => e.scrollIntoView()")
         page.wait_for_timeout(800)
         page.screenshot(path=str(shots / "drift-output.png"))
         # Hostile prompts render as inert text: no script ran, no link was made.
@@ -117,8 +119,9 @@ def test_every_page_renders_its_charts_in_chromium(served: str, drift_ids: Drift
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         for path in ("quality?range=24h", "explorer?q=xss-probe&range=24h", item, "drift"):
             page.goto(f"{served}/{path}", wait_until="networkidle")
-            shown = page.locator("[data-testid='stText']", has_text="xss-probe <script>")
-            shown.first.wait_for(timeout=60_000)  # st.text: the prompt as plain text
+            # st.text: the prompt as plain text (the Drift page has it in a hidden tab too)
+            shown = page.locator("[data-testid='stText']:visible", has_text="xss-probe <script>")
+            shown.first.wait_for(timeout=60_000)
             page.wait_for_timeout(1000)
             assert page.evaluate("window.__xss") is None, path
             links = page.locator('a[href^="javascript:"], a[href^="data:"], a[href*="alert"]')

@@ -247,7 +247,8 @@ def test_runs_of_each_kind_are_charted_with_what_moved(drift_db, monkeypatch) ->
     }.items()
     shown = texts(at)
     assert TOP_EXAMPLE in shown and "Terms: watercolor, fox, snow" in shown
-    assert at.expander[0].label.startswith("Cluster #3: 5.0 % → 31.0 % (+26.0 pts)")
+    clusters = [e.label for e in at.expander if e.label.startswith("Cluster")]
+    assert clusters[0] == "Cluster #3: 5.0 % → 31.0 % (+26.0 pts)"
     frames = [d.value for d in at.dataframe]
     grew = next(f for f in frames if "term" in f and "watercolor" in list(f["term"]))
     assert grew["count current"].iloc[0] == 120
