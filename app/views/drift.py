@@ -61,7 +61,7 @@ def prompt_chart(runs: pd.DataFrame) -> None:
         vertical_spacing=0.12,
         subplot_titles=(
             f"Effect size: {EFFECT_NAMES.get(name, name or 'as stored per run')}",
-            "p-value (log scale; below the dashed α line = drifted)",
+            "p-value of the embedding test (log scale; at or below the dashed α line = drifted)",
         ),
     )
     drifted = done[done["drifted"].fillna(False).astype(bool)]
@@ -169,8 +169,15 @@ def _verdict(run: Any, test: dict[str, Any]) -> None:
     c[3].metric(
         "Prompts (reference / current)", f"{run.n_reference or 0:,} / {run.n_current or 0:,}"
     )
+    moved = [str(name) for name in _list(_dict(run.summary).get("parameters_drifted"))]
     if run.drifted:
-        st.error("Drifted: the current prompts differ from the reference beyond chance.")
+        why = []
+        if test.get("drifted") or (p is not None and alpha is not None and p <= alpha):
+            why.append("the prompts' embeddings differ from the reference beyond chance (p ≤ α)")
+        if moved:
+            why.append("generation parameters changed: " + ", ".join(moved))
+        st.error("Drifted.")
+        st.text("; ".join(why) or "the check flagged this run as drifted")
     elif run.drifted is False:
         st.success("No drift detected between the reference and the current prompts.")
     details = {k: v for k, v in test.items() if not isinstance(v, dict | list)}

@@ -27,10 +27,11 @@ MAX_ITEMS = 5000
 class DriftRunRow:
     """One drift run's headline figures (``summary`` only when read by ``drift_run``).
 
-    ``alpha`` is the prompt test's significance level and ``effect_size_name`` its effect
-    measure, read from the summary; ``n_compared`` counts items compared with a reference
-    (status ``ok``), ``mean_cosine`` is their mean CLIP image–image cosine (−1..1) and
-    ``flagged_share`` the flagged share of them (0..1); each None when not known.
+    ``alpha`` is the prompt test's significance level (from the summary, else the prompt
+    run's ``threshold``) and ``effect_size_name`` its effect measure; ``n_compared`` counts
+    items compared with a reference (status ``ok``), ``mean_cosine`` is their mean CLIP
+    image–image cosine (−1..1) and ``flagged_share`` the flagged share of them (0..1); each
+    None when not known.
     """
 
     id: int
@@ -121,7 +122,8 @@ def _run_select(with_summary: bool) -> str:
     summary = ", r.summary" if with_summary else ""
     return f"""
     SELECT {_RUN_COLS},
-           {_num("{test,alpha}")},
+           coalesce({_num("{test,alpha}")},
+                    CASE WHEN r.kind = 'prompts' THEN r.threshold END),
            CASE WHEN jsonb_typeof(r.summary #> '{{test,effect_size_name}}') = 'string'
                 THEN r.summary #>> '{{test,effect_size_name}}' END,
            {_num("{tolerance}")},

@@ -78,6 +78,7 @@ def _prompt_summary(drifted: bool) -> dict[str, Any]:
              "effect_size": 0.04, "effect_size_name": "ks_d", "drifted": False},
         ],
         "windows": {"reference": "2026-11-01 – 2026-11-08", "current": "2026-11-08 – 2026-11-09"},
+        "parameters_drifted": ["sampler"] if drifted else [],
     }  # fmt: skip
 
 
@@ -242,6 +243,7 @@ def test_runs_of_each_kind_are_charted_with_what_moved(drift_db, monkeypatch) ->
     assert row["reference → current"].startswith("baseline launch-week → ")
     # the newest prompt run is selected: its verdict and the top cluster's examples
     assert any("Drifted" in e.value for e in at.error)
+    assert any("beyond chance" in t and "parameters changed: sampler" in t for t in texts(at))
     assert {"p-value": "0.001", "Effect size": "0.810"}.items() <= {
         m.label: m.value for m in at.metric
     }.items()
