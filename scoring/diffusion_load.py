@@ -61,7 +61,7 @@ class LoadedPipeline:
 
     def default_size(self) -> tuple[int, int]:
         """The pipeline's own (width, height) in px when none is given."""
-        denoiser = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
+        denoiser = denoiser_of(self.pipe)
         side = getattr(self.pipe, "default_sample_size", None)
         if side is None and denoiser is not None:
             side = denoiser.config.get("sample_size")
@@ -205,9 +205,45 @@ def load_pipeline(cfg: DiffusionConfig) -> LoadedPipeline:
         raise DiffusionWeightsError(
             source, f"{name} could not be loaded as a text-to-image pipeline ({text[:500]})", fix
         ) from exc
+    return prepare_pipeline(pipe, cfg, source=source, device=device, precision=precision)
+
+
+def denoiser_of(pipe: Any) -> Any:
+    """The pipeline's UNet or transformer, or None (``is None``: a compiled module has no
+    truth value)."""
+    unet = getattr(pipe, "unet", None)
+    return unet if unet is not None else getattr(pipe, "transformer", None)
+
+
+def _compile_settings() -> None:
+    """Inductor settings from diffusers' "accelerate inference" guide for UNets: 1×1
+    convolutions as matmuls, and coordinate-descent tuning of the generated kernels."""
+    import torch._inductor.config as inductor
+
+    inductor.conv_1x1_as_mm = True
+    inductor.coordinate_descent_tuning = True
+    inductor.epilogue_fusion = False
+    inductor.coordinate_descent_check_all_directions = True
+
+
+def prepare_pipeline(
+    pipe: Any,
+    cfg: DiffusionConfig,
+    *,
+    source: str,
+    device: str,
+    precision: Literal["fp32", "fp16"],
+    compile_mode: str = COMPILE_MODE,
+) -> LoadedPipeline:
+    """Ready a pipeline object to run as ``cfg`` says (device, dtype, SDPA, channels_last,
+    compile); ``load_pipeline`` uses it, and bench/regenerate.py on an in-memory pipeline."""
+    import torch
+
     pipe.set_progress_bar_config(disable=True)
+    if pipe.dtype != _dtype(precision):  # from_pretrained already loaded it in this dtype
+        pipe.to(dtype=_dtype(precision))
     pipe.to(device)
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    denoiser = denoiser_of(pipe)
     attention = _set_sdpa(denoiser) if denoiser is not None else "no denoiser"
     if getattr(pipe, "vae", None) is not None:
         _set_sdpa(pipe.vae)
@@ -218,8 +254,11 @@ def load_pipeline(cfg: DiffusionConfig) -> LoadedPipeline:
                 module.to(memory_format=torch.channels_last)
     compiled = False
     if cfg.compile and denoiser is not None:
+        _compile_settings()
+        if hasattr(pipe, "fuse_qkv_projections") and device.startswith("cuda"):
+            pipe.fuse_qkv_projections()  # one q/k/v matmul a block instead of three
         name = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
-        setattr(pipe, name, torch.compile(denoiser, mode=COMPILE_MODE))
+        setattr(pipe, name, torch.compile(denoiser, mode=compile_mode))
         compiled = True
     return LoadedPipeline(
         pipe=pipe,

@@ -7,11 +7,13 @@ unknown sampler, a bad size, steps, CFG or seed) or a failed pipeline call becom
 error outcome for the items concerned; the run goes on with the others.
 
 Reproducibility: every image gets its own ``torch.Generator`` on the CPU, seeded with the
-logged seed. diffusers draws each image's initial latents (and an ancestral sampler's
-per-step noise) from its own generator, on the CPU, then moves them to the device
-(``diffusers.utils.torch_utils.randn_tensor``), so the noise is bit-identical on any
-machine, in any batch and at any position in it. The same request run twice gives the
-same image (bit-identical on the CPU). Batched with other neighbours, float rounding in
+logged seed. Its initial latents are drawn from it in fp32 on the CPU (as diffusers'
+``randn_tensor`` does for an fp32 pipeline), then cast to the pipeline's precision and
+moved to the device; an ancestral sampler's per-step noise comes from the same generator
+(diffusers draws it on the CPU too). So the noise is bit-identical on any machine, in any
+batch and at any position in it, and the initial noise also in either precision. The
+same request run twice gives the same image (bit-identical on the CPU and, as measured
+on an H200, in fp16 on CUDA). Batched with other neighbours, float rounding in
 batched kernels (CPU: channels-last GroupNorm, oneDNN convolutions; GPU: cuDNN/cuBLAS
 algorithms picked per shape) can move a few values by about one level (CPU measured: max
 1 level, mean <= 0.0002). ``used["batch_size"]`` records the batch. Each chunk gets a
@@ -316,8 +318,10 @@ class Regenerator:
         generators = [torch.Generator(device="cpu").manual_seed(r.seed) for r in chunk]
         negative = [r.negative_prompt or "" for r in chunk] if plan.has_negative else None
         started = time.perf_counter()
+        latents = self._latents(plan, generators)
         with torch.inference_mode():
             out = pipe(
+                latents=latents,
                 prompt=[r.prompt for r in chunk],
                 negative_prompt=negative,
                 num_inference_steps=plan.steps,
@@ -334,6 +338,25 @@ class Regenerator:
         if len(images) != len(chunk):
             raise RuntimeError(f"the pipeline returned {len(images)} images for {len(chunk)}")
         return images, time.perf_counter() - started
+
+    def _latents(self, plan: _Plan, generators: list[Any]) -> Any:
+        """Initial noise drawn in fp32 on the CPU, one image per generator, then cast and moved.
+
+        Exactly what diffusers' ``randn_tensor`` draws for an fp32 pipeline (same shapes,
+        same order), but always in fp32: a CPU draw made directly in fp16 need not give
+        the same numbers in every torch version, and the noise must not depend on the
+        precision. None (the pipeline draws) for pipelines without a UNet (packed latents).
+        """
+        import torch
+
+        unet = getattr(self.loaded.pipe, "unet", None)
+        if unet is None:
+            return None
+        factor = self.loaded.vae_scale_factor
+        shape = (1, int(unet.config.in_channels), plan.height // factor, plan.width // factor)
+        noise = [torch.randn(shape, generator=g, dtype=torch.float32) for g in generators]
+        dtype = torch.float16 if self.loaded.precision == "fp16" else torch.float32
+        return torch.cat(noise).to(device=self.loaded.device, dtype=dtype)
 
     def _free_memory(self) -> None:
         if self.loaded.device.startswith("cuda"):

@@ -265,3 +265,23 @@ def test_cuda_asked_without_a_gpu_is_a_clear_error(tiny_dir: Path) -> None:
         pytest.skip("this machine has a GPU")
     with pytest.raises(ValueError, match="sees no CUDA GPU"):
         load_pipeline(DiffusionConfig(source=str(tiny_dir), device="cuda"))
+
+
+def test_engine_matches_a_plain_diffusers_call(loaded: LoadedPipeline) -> None:
+    """The engine draws the noise as diffusers does (CPU generator, fp32): same pixels."""
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    out = run(Regenerator(loaded), [req("p", 21, sampler="Euler a")])["p"]
+    pipe = loaded.pipe
+    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(dict(loaded.base_scheduler_config))
+    with torch.inference_mode():
+        plain = pipe(
+            prompt=["a red fox in snow"],
+            num_inference_steps=STEPS,
+            guidance_scale=7.5,
+            width=SIDE,
+            height=SIDE,
+            generator=[torch.Generator("cpu").manual_seed(21)],
+        ).images[0]
+    assert np.array_equal(np.asarray(plain, dtype=np.int16), pixels(out))
