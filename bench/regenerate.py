@@ -13,12 +13,10 @@ batch), after a warm-up call, as the median of ``--repeats`` calls:
    cuda, SDPA, channels_last) run through ``scoring.regenerate.Regenerator``, per batch size;
 3. ours, compiled (``--compile``, on by default on cuda): the same with the UNet in
    ``torch.compile(mode=--compile-mode)``, at ``--compile-batch-sizes`` (default: the
-   largest), plus two levers not in the engine, named in the row: fused QKV projections
-   and ``torch.backends.cudnn.benchmark`` (``--no-fuse-qkv``, ``--no-cudnn-benchmark``).
+   largest). With ``compile`` the engine also fuses the QKV projections, compiles the VAE
+   decoder, and sets ``torch.backends.cudnn.benchmark``.
 
-Measured on an H200 (eager rows only, 2026-11-21): defaults fp32 batch 1: 23.5
-image-steps/s; ours eager fp16: 52 (batch 1), 116 (4), 132 (16) = 5.6x. Compiled rows:
-not measured yet.
+Figures: docs/benchmarks.md ("Re-generation").
 
 image-steps/s = images × steps / wall seconds of the call. ``--device cpu --tiny`` runs
 the tiny pipeline at small sizes instead, as a smoke test. Prints ONE JSON object on
@@ -238,16 +236,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--fuse-qkv",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="compiled rows also fuse QKV projections (pipe.fuse_qkv_projections; not in "
-        "the engine)",
+        default=False,
+        help="fuse QKV projections before the engine's setup (it fuses them itself when "
+        "compiling on cuda)",
     )
     ap.add_argument(
         "--cudnn-benchmark",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="compiled rows also set torch.backends.cudnn.benchmark (process-wide; not in "
-        "the engine)",
+        default=False,
+        help="set torch.backends.cudnn.benchmark before the engine's setup (it sets it "
+        "itself when compiling on cuda)",
     )
     ap.add_argument(
         "--default-16",
@@ -326,9 +324,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         times = time_calls(engine_call(loaded, b, steps, size), device, args.repeats)
         rows.append(row(f"ours_eager_{precision}", b, steps, times, base_ips))
 
-    # 3. Ours, compiled UNet (the first call of each batch size compiles: not timed), with
-    # the cheap levers of diffusers' "accelerate inference" tutorial that are not in the
-    # engine (named in the row, so the figures say what they need).
+    # 3. Ours, compiled (the first call of each batch size compiles: not timed); any extra
+    # lever asked for is named in the row, so the figures say what they need.
     if do_compile:
         levers = []
         if args.fuse_qkv and hasattr(pipe, "fuse_qkv_projections"):

@@ -36,6 +36,10 @@ HELP = (
     "Then the real scoring worker scores a sample of the images on the CPU: NSFW flags "
     "(NudeNet) always, CLIP prompt alignment when its weights are here (--clip-checkpoint, "
     "or the pretrained tag in the Hugging Face cache).\n\n"
+    "Then the drift checks run on the history: prompt drift (the last quarter of the window "
+    "against the rest), re-generation of a few logged prompts and of the shipped golden set. "
+    "Without --pipeline (or DIFFWATCH_PIPELINE) they use a tiny random-weight pipeline, and "
+    "without CLIP weights a tiny random-weight CLIP; such runs are labelled demo runs.\n\n"
     "Re-running adds only the minutes the database does not hold yet: nothing is stored twice."
 )
 
@@ -92,12 +96,25 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    drift: Annotated[
+        bool, typer.Option("--drift/--no-drift", help="Run the drift checks at the end.")
+    ] = True,
+    pipeline: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DIFFWATCH_PIPELINE",
+            help="A diffusers pipeline (local directory or cached hub id) for the drift "
+            "checks. \\[default: a tiny random-weight pipeline, labelled as such]",
+            show_default=False,
+        ),
+    ] = None,
     as_json: AsJson = False,
     database_url: DbUrl = None,
 ) -> None:
     """Simulate a generation service and ingest its output (see HELP)."""
     from collectors.logs.collector import DB_DOWN_ERRORS
     from diffwatch.cli import _runtime, fail
+    from diffwatch.demo.drift import DriftDemoOptions
     from diffwatch.demo.run import DemoOptions, run_demo
     from diffwatch.demo.scoring import ScoreOptions, ScorerLoadError
     from diffwatch.errors import first_line
@@ -117,6 +134,7 @@ def demo(
             clip_checkpoint=clip_checkpoint,
             clip_model_config=clip_model_config,
         ),
+        drift=DriftDemoOptions(pipeline=pipeline) if drift else None,
     )
     show = not as_json and sys.stderr.isatty()
     try:
@@ -232,8 +250,20 @@ def _progress(show: bool) -> Iterator[Progress]:
                 done=f"{scoring['done']}/{scoring['total']} images, {rate:.0f} images/s",
             )
 
+        stages: dict[str, object] = {}
+
+        def drift(stage: str, done: int, total: int) -> None:
+            if stage not in stages:
+                stages[stage] = bars.add_task(stage[:10], total=total, done="")
+            bars.update(stages[stage], completed=done, total=total, done=f"{done}/{total} {stage}")
+
         yield Progress(
-            start=start, minute=minute, ingested=ingested, score_start=score_start, scored=scored
+            start=start,
+            minute=minute,
+            ingested=ingested,
+            score_start=score_start,
+            scored=scored,
+            drift=drift,
         )
 
 
@@ -255,6 +285,8 @@ def _print_summary(r: DemoResult, url: str) -> None:
     )
     if r.scoring:
         _print_scoring(r.scoring)
+    if r.drift:
+        _print_drift(r.drift)
     if r.rollups:
         echo(
             f"rollups refreshed for the dashboard: {r.rollups.get('generations', 0)} "
@@ -302,3 +334,20 @@ def _print_scoring(sc: ScoringReport) -> None:
             f"  {sc.pending} generations not scored yet: `diffwatch demo --score-limit 0` "
             "scores them all, or `diffwatch score` (docs/scoring.md)"
         )
+
+
+def _print_drift(d: dict) -> None:
+    from diffwatch.cli_drift import regen_report
+
+    echo = typer.echo
+    p = d["prompts"]
+    t = p["test"]
+    echo(
+        f"drift: prompts {'DRIFT' if p['drifted'] else 'no drift'} ({p['windows']['current']} "
+        f"against {p['windows']['reference']}: p = {t['p_value']:.3f}, effect "
+        f"{t['effect_size']:.2f})" + (" [tiny random-weight CLIP: demo only]" if p["demo"] else "")
+    )
+    for key in ("regenerate", "golden"):
+        for line in regen_report(d[key], d["tiny_pipeline"]).splitlines():
+            echo(f"  {line}")
+    echo("  the Drift page of the dashboard shows them; docs/drift.md says how to read them")

@@ -349,7 +349,7 @@ def _regenerate(a: dict[str, Any]) -> None:
     with _progress(a["as_json"]) as progress:
         ctx = Context(
             pipeline=loaded, clip=scorer, clip_label=label, demo=a["tiny_pipeline"],
-            progress=progress, stop=stop,
+            progress=progress, stop=stop, pipeline_note=_tiny_note(a["tiny_pipeline"]),
         )  # fmt: skip
         try:
             if golden is not None:
@@ -366,6 +366,12 @@ def _regenerate(a: dict[str, Any]) -> None:
         r.pop("items", None)
     d = results[0] if len(results) == 1 else {"runs": results}
     emit_summary(d, a["as_json"], "\n".join(regen_report(r, a["tiny_pipeline"]) for r in results))
+
+
+def _tiny_note(tiny: bool) -> str | None:
+    from scoring.tiny_pipeline import TINY_PIPELINE_LABEL
+
+    return TINY_PIPELINE_LABEL if tiny else None
 
 
 def _pipeline(a: dict[str, Any], device: str, home: Path) -> Any:

@@ -42,7 +42,7 @@ def run_golden(
 
     def start(conn: psycopg.Connection) -> tuple[int, dict[str, dict[str, Any]]]:
         run_id = q.start_run(
-            conn, "golden", baseline=golden.label, pipeline=ctx.pipeline.describe(),
+            conn, "golden", baseline=golden.label, pipeline=ctx.pipeline_text(),
             embedder=ctx.clip_label, demo=ctx.demo, worker=ctx.worker,
         )  # fmt: skip
         return run_id, q.golden_baselines(conn, golden.name, golden.version)
@@ -90,7 +90,7 @@ def run_golden(
         retry, conninfo, run_id, items,
         {"tolerance": cal.tolerance if new else None, "calibration": cal.to_dict(),
          "golden_set": golden.label, "new_baselines": len(baselines),
-         "pipeline": ctx.pipeline.describe(), "clip": ctx.clip_label},
+         "pipeline": ctx.pipeline_text(), "clip": ctx.clip_label},
     )  # fmt: skip
 
 
@@ -132,7 +132,7 @@ def _new_baselines(
                 "clip_score": c.clip_regen,
                 "repeat_cosine": None if d is None else 1.0 - d,
                 "tolerance": cal.tolerance,
-                "pipeline": ctx.pipeline.describe(),
+                "pipeline": ctx.pipeline_text(),
                 "run_id": run_id,
             }
         )

@@ -89,6 +89,12 @@ class Context:
     worker: str | None = None
     progress: Progress | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    pipeline_note: str | None = None  # e.g. the tiny pipeline's "random weights" label
+
+    def pipeline_text(self) -> str:
+        """The pipeline as runs store it, with its note first when there is one."""
+        text = self.pipeline.describe()
+        return f"{self.pipeline_note}: {text}" if self.pipeline_note else text
 
 
 def outage_retry(ctx: Context) -> OutageRetry:
@@ -317,7 +323,7 @@ def run_sample(conninfo: str, ctx: Context, opts: RegenOptions) -> dict[str, Any
             raise ValueError("no generations are logged; fix: collect logs first")
         win = parse_window(opts.window, anchor + timedelta(seconds=1), "--since")
         run_id = q.start_run(
-            conn, "regenerate", model=opts.model, pipeline=ctx.pipeline.describe(),
+            conn, "regenerate", model=opts.model, pipeline=ctx.pipeline_text(),
             embedder=ctx.clip_label, demo=ctx.demo, worker=ctx.worker,
             current_start=win.start, current_end=win.end,
         )  # fmt: skip
@@ -361,5 +367,5 @@ def run_sample(conninfo: str, ctx: Context, opts: RegenOptions) -> dict[str, Any
     return finish(
         retry, conninfo, run_id, items,
         {"tolerance": cal.tolerance, "calibration": cal.to_dict(),
-         "pipeline": ctx.pipeline.describe(), "clip": ctx.clip_label},
+         "pipeline": ctx.pipeline_text(), "clip": ctx.clip_label},
     )  # fmt: skip

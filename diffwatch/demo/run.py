@@ -17,6 +17,7 @@ from collectors.logs.collector import CollectSummary, LogCollector
 from db.queries import demo as demo_sql
 from db.queries import rollups
 from diffwatch.demo import store
+from diffwatch.demo.drift import DriftDemoOptions, run_demo_drift
 from diffwatch.demo.files import log_glob
 from diffwatch.demo.fleet import SOURCE, build_fleet
 from diffwatch.demo.scoring import ScoreOptions, ScoringReport, load_scorers, score_demo
@@ -41,6 +42,7 @@ class DemoOptions:
     seed: int = 0
     end: datetime | None = None  # default: now
     score: ScoreOptions | None = field(default_factory=ScoreOptions)  # None: no scoring
+    drift: DriftDemoOptions | None = field(default_factory=DriftDemoOptions)  # None: skip
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Progress:
     ingested: Callable[[int], None] = lambda nbytes: None
     score_start: Callable[[int], None] = lambda images: None
     scored: Callable[[int], None] = lambda images: None
+    drift: Callable[[str, int, int], None] | None = None  # (stage, done, total)
 
 
 @dataclass
@@ -68,6 +71,7 @@ class DemoResult:
     collected: CollectSummary
     totals: demo_sql.Totals
     scoring: ScoringReport | None = None
+    drift: dict[str, Any] | None = None
     rollups: dict[str, int] = field(default_factory=dict)  # raw rows rolled up, per table
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -131,6 +135,18 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
         scoring = score_demo(
             conninfo, loaded, opts.score.limit, progress.score_start, progress.scored
         )
+    drift = None
+    if opts.drift:
+        clip = _clip_of(loaded)
+        drift = run_demo_drift(
+            conninfo,
+            opts.out,
+            (datetime.fromtimestamp(start * 60, UTC), datetime.fromtimestamp(end * 60, UTC)),
+            opts.drift,
+            clip_scorer=clip[0] if clip else None,
+            clip_label=clip[1] if clip else None,
+            progress=progress.drift,
+        )
     with psycopg.connect(conninfo) as conn:
         # The dashboard reads rollups only: bring them up to date with what was stored.
         rolled = rollups.refresh(conn, rollups.DEFAULT_MINUTE_RETENTION).rows
@@ -148,10 +164,21 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
         collected=collected,
         totals=totals,
         scoring=scoring,
+        drift=drift,
         rollups=rolled,
         elapsed_s=time.perf_counter() - t0,
         notes=notes,
     )
+
+
+def _clip_of(loaded: Any) -> tuple[Any, str] | None:
+    """(ClipScorer, label) of the demo's CLIP scorer when its weights loaded, else None."""
+    for s in loaded.scorers if loaded else ():
+        if s.key.scorer == "clip":
+            from scoring.clip import ClipScorer
+
+            return ClipScorer(s.inner.clip), s.key.version
+    return None
 
 
 def _run_alongside(

@@ -58,6 +58,18 @@ def test_demo_stores_a_realistic_history_once(tmp_path, db_url, sql):
     assert first["collected"]["rejected"] == rejected
     # -- the dashboard's rollups are brought up to date at the end
     assert first["rollups"] == {"generations": gens, "gpu_samples": gpu, "scorer_results": 3}
+    # -- the drift checks ran on its data with the tiny models, labelled as demo runs
+    drift = first["drift"]
+    assert drift["tiny_pipeline"] and drift["tiny_clip"]
+    assert drift["regenerate"]["n_items"] == 4 and drift["golden"]["new_baselines"] == 3
+    assert "tiny random-weight" in drift["regenerate"]["pipeline"]
+    assert sql("SELECT kind, status, demo FROM drift_runs ORDER BY id") == [
+        ("prompts", "ok", True),
+        ("regenerate", "ok", True),
+        ("golden", "ok", True),
+    ]
+    regen_files = sql("SELECT regen_uri FROM drift_items WHERE regen_uri IS NOT NULL")
+    assert len(regen_files) >= 6 and all(Path(u).is_file() for (u,) in regen_files)
 
     # -- generations: both versions, errors, unknown keys in extra, inside the window
     by_version = dict(

@@ -1,0 +1,125 @@
+"""The demo's drift step: prompt drift on the simulated history, then re-generation of a few
+logged prompts and the shipped golden set (``golden.toml``) through the real drift jobs.
+
+With no production pipeline configured (``--pipeline`` / DIFFWATCH_PIPELINE) the demo uses
+the tiny random-weight pipeline; with no CLIP weights it uses the tiny random-weight CLIP.
+Every run made with a tiny model is stored with ``demo = true`` and labelled as meaningless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+GOLDEN_FILE = Path(__file__).with_name("golden.toml")
+REGEN_SAMPLE = 4  # logged prompts re-generated: ~1 s each at 512 px on 2 CPU cores (tiny)
+CALIBRATION = 2  # of them generated twice
+DEMO_GOLDEN_MAX_SIDE = 256  # px: the tiny pipeline's golden images stay cheap on a CPU
+
+
+@dataclass(frozen=True)
+class DriftDemoOptions:
+    """``pipeline``: a diffusers directory or cached hub id (None: the tiny pipeline)."""
+
+    pipeline: str | None = None
+    sample: int = REGEN_SAMPLE
+
+
+def _clip(home: Path, clip_scorer: Any | None, clip_label: str | None) -> tuple[Any, str, bool]:
+    """(ClipScorer, label, tiny?): the demo's own CLIP when it loaded, else the tiny one."""
+    from scoring.clip import ClipScorer, load_clip
+
+    if clip_scorer is not None:
+        return clip_scorer, clip_label or "CLIP", False
+    from scoring.tiny_clip import TINY_CLIP_LABEL, save_tiny_clip, tiny_clip_settings
+
+    ckpt = save_tiny_clip(home / "demo-models" / "tiny-clip")
+    return ClipScorer(load_clip(tiny_clip_settings(ckpt, device="cpu"))), TINY_CLIP_LABEL, True
+
+
+def _pipeline(home: Path, source: str | None) -> tuple[Any, bool]:
+    from scoring.diffusion_config import DiffusionConfig
+    from scoring.diffusion_load import load_pipeline
+
+    tiny = source is None
+    if tiny:
+        from scoring.tiny_pipeline import save_tiny_pipeline
+
+        directory = home / "demo-models" / "tiny-pipeline"
+        if not (directory / "model_index.json").is_file():
+            save_tiny_pipeline(directory)
+        source = str(directory)
+    return load_pipeline(DiffusionConfig(source=str(source), device="cpu", max_batch=4)), tiny
+
+
+class _Embedder:
+    def __init__(self, scorer: Any, label: str) -> None:
+        self.scorer, self.label = scorer, label
+
+    def embed(self, prompts: Any) -> Any:
+        return self.scorer.embed_texts(prompts)
+
+
+def run_demo_drift(
+    conninfo: str,
+    home: Path,
+    window: tuple[datetime, datetime],
+    opts: DriftDemoOptions,
+    *,
+    clip_scorer: Any | None = None,
+    clip_label: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the three drift checks on the demo's window; return their summaries (JSON-ready)."""
+    from scoring.drift_golden import run_golden
+    from scoring.drift_prompts import PromptDriftOptions, run_prompt_drift
+    from scoring.drift_regen import Context, RegenOptions, run_sample
+    from scoring.golden import load_golden_set
+    from scoring.tiny_pipeline import TINY_PIPELINE_LABEL
+
+    start, end = window
+    span = end - start
+    current = max(span / 4, timedelta(minutes=10))
+    scorer, label, tiny_clip = _clip(home, clip_scorer, clip_label)
+    prompts = run_prompt_drift(
+        conninfo,
+        _Embedder(scorer, label),
+        PromptDriftOptions(
+            current=f"{current.total_seconds() / 60:.0f}m",
+            reference=f"{(span - current).total_seconds() / 60:.0f}m",
+            until=end,
+            max_prompts=1000,
+            permutations=200,
+        ),
+        demo=tiny_clip,
+        worker="demo",
+    )
+    pipeline, tiny_pipe = _pipeline(home, opts.pipeline)
+    ctx = Context(
+        pipeline=pipeline, clip=scorer, clip_label=label, demo=tiny_pipe or tiny_clip,
+        worker="demo", progress=progress, pipeline_note=TINY_PIPELINE_LABEL if tiny_pipe else None,
+    )  # fmt: skip
+    regen = RegenOptions(
+        output_dir=home / "drift", sample=opts.sample, calibration=CALIBRATION,
+        window=f"{span.total_seconds() / 60:.0f}m", until=end,
+    )  # fmt: skip
+    sample = run_sample(conninfo, ctx, regen)
+    golden = run_golden(conninfo, ctx, load_golden_set(GOLDEN_FILE), regen)
+    for r in (sample, golden):
+        r.pop("items", None)
+    return {
+        "prompts": {k: prompts[k] for k in ("run_id", "drifted", "demo", "test", "windows")},
+        "regenerate": sample,
+        "golden": golden,
+        "tiny_pipeline": tiny_pipe,
+        "tiny_clip": tiny_clip,
+    }
+
+
+def demo_window(end: datetime | None, hours: float) -> tuple[datetime, datetime]:
+    """The simulated window [end − hours, end] (whole minutes, UTC)."""
+    stop = (end or datetime.now(UTC)).replace(second=0, microsecond=0)
+    return stop - timedelta(minutes=round(hours * 60)), stop
