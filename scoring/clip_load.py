@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from diffwatch.errors import first_line
+from scoring import devices
 from scoring.clip_config import CHECKPOINT_FLAG, DEFAULT_PRETRAINED, ClipConfig, ClipWeightsError
 from scoring.clip_preprocess import PreprocessSpec
 
@@ -191,28 +192,12 @@ def _resolve_source(cfg: ClipConfig) -> _Source:
 
 def resolve_device(device: str) -> str:
     """'auto' → 'cuda' when available, else 'cpu'; a cuda device with no GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"ClipConfig.device: {device!r} was asked for but torch sees no CUDA GPU; "
-            "fix: device='cpu' or 'auto'"
-        )
-    return device
+    return devices.resolve_device(device, "ClipConfig")
 
 
 def resolve_precision(precision: str, device: str) -> Literal["fp32", "fp16"]:
-    """'auto' → fp16 on cuda, fp32 on cpu."""
-    if precision == "auto":
-        return "fp16" if device.startswith("cuda") else "fp32"
-    if precision == "fp16" and not device.startswith("cuda"):
-        raise ValueError(
-            f"ClipConfig.precision: 'fp16' needs a cuda device, got {device!r}; "
-            "fix: precision='fp32' or 'auto'"
-        )
-    return "fp16" if precision == "fp16" else "fp32"
+    """'auto' → fp16 on cuda, fp32 on cpu; fp16 on cpu is an error."""
+    return devices.resolve_precision(precision, device, "ClipConfig")
 
 
 def _check_architecture(model_name: str) -> dict[str, Any]:

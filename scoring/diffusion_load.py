@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from diffwatch.errors import first_line
+from scoring import devices
 from scoring.diffusion_config import DiffusionConfig, DiffusionWeightsError, is_hub_id
 
 if TYPE_CHECKING:
@@ -80,28 +81,12 @@ def hub_offline() -> bool:
 
 def resolve_device(device: str) -> str:
     """'auto' → 'cuda' when available, else 'cpu'; a cuda device with no GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"DiffusionConfig.device: {device!r} was asked for but torch sees no CUDA GPU; "
-            "fix: device='cpu' or 'auto'"
-        )
-    return device
+    return devices.resolve_device(device, "DiffusionConfig")
 
 
 def resolve_precision(precision: str, device: str) -> Literal["fp32", "fp16"]:
     """'auto' → fp16 on cuda, fp32 on cpu; fp16 on cpu is an error."""
-    if precision == "auto":
-        return "fp16" if device.startswith("cuda") else "fp32"
-    if precision == "fp16" and not device.startswith("cuda"):
-        raise ValueError(
-            f"DiffusionConfig.precision: 'fp16' needs a cuda device, got {device!r}; "
-            "fix: precision='fp32' or 'auto'"
-        )
-    return "fp16" if precision == "fp16" else "fp32"
+    return devices.resolve_precision(precision, device, "DiffusionConfig")
 
 
 def _check_local(source: str) -> tuple[str, bool]:

@@ -346,7 +346,7 @@ def render() -> None:
         st.info(
             "No drift runs yet; run `diffwatch drift prompts` (prompt-distribution drift) / "
             "`diffwatch drift regenerate` (re-generate logged prompts with their seeds) / "
-            "`diffwatch drift golden` (a fixed golden set against its baselines)."
+            "`diffwatch drift regenerate --golden FILE` (a golden set against its baselines)."
         )
         return
     prompts = data.drift_runs(f, ("prompts",))

@@ -308,7 +308,7 @@ def output_section(runs: pd.DataFrame) -> None:
     if runs.empty:
         st.info(
             "No re-generation or golden-set runs in this time range and filter: run "
-            "`diffwatch drift regenerate` or `diffwatch drift golden`."
+            "`diffwatch drift regenerate` (with `--golden FILE` for a golden set)."
         )
         return
     demo_note(runs)
