@@ -153,3 +153,64 @@ def save_tiny_pipeline(directory: Path, seed: int = 0) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     build_tiny_pipeline(seed).save_pretrained(directory)
     return directory
+
+
+def build_tiny_sdxl_pipeline(seed: int = 0) -> Any:
+    """A tiny random-weight ``StableDiffusionXLPipeline`` (two text encoders, text-time
+    conditioning, Euler): for tests that the engine handles SDXL-class pipelines too."""
+    import tempfile
+
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    text_config = CLIPTextConfig(
+        vocab_size=CLIP_VOCAB_SIZE, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=77, projection_dim=32,
+        bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=EOS_ID,
+    )  # fmt: skip
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=32, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+            layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+            use_linear_projection=True, addition_embed_type="text_time",
+            addition_time_embed_dim=8, norm_num_groups=8,
+            # 6 time ids (original size, crop, target size) × 8, plus the pooled text (32).
+            projection_class_embeddings_input_dim=6 * 8 + 32,
+            cross_attention_dim=64,  # both encoders' hidden states side by side
+        )  # fmt: skip
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            layers_per_block=1, norm_num_groups=8, sample_size=64,
+        )  # fmt: skip
+        text_encoder = CLIPTextModel(text_config)
+        text_encoder_2 = CLIPTextModelWithProjection(text_config)
+    finally:
+        torch.random.set_rng_state(state)
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = load_clip_tokenizer(Path(tmp))
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+        timestep_spacing="leading",
+    )  # fmt: skip
+    return StableDiffusionXLPipeline(
+        vae=vae.eval(), text_encoder=text_encoder.eval(), text_encoder_2=text_encoder_2.eval(),
+        tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet.eval(), scheduler=scheduler,
+    )  # fmt: skip
+
+
+def save_tiny_sdxl_pipeline(directory: Path, seed: int = 0) -> Path:
+    """Build the tiny SDXL pipeline (seeded) and ``save_pretrained`` it to ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    build_tiny_sdxl_pipeline(seed).save_pretrained(directory)
+    return directory
