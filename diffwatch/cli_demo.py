@@ -341,13 +341,20 @@ def _print_drift(d: dict) -> None:
 
     echo = typer.echo
     p = d["prompts"]
-    t = p["test"]
-    echo(
-        f"drift: prompts {'DRIFT' if p['drifted'] else 'no drift'} ({p['windows']['current']} "
-        f"against {p['windows']['reference']}: p = {t['p_value']:.3f}, effect "
-        f"{t['effect_size']:.2f})" + (" [tiny random-weight CLIP: demo only]" if p["demo"] else "")
-    )
+    if "error" in p:
+        echo(f"drift: prompt drift not tested: {p['error']}")
+    else:
+        t = p["test"]
+        echo(
+            f"drift: prompts {'DRIFT' if p['drifted'] else 'no drift'} "
+            f"({p['windows']['current']} against {p['windows']['reference']}: "
+            f"p = {t['p_value']:.3f}, effect {t['effect_size']:.2f})"
+            + (" [tiny random-weight CLIP: demo only]" if p["demo"] else "")
+        )
     for key in ("regenerate", "golden"):
+        if "error" in d[key]:
+            echo(f"  {key}: not run: {d[key]['error']}")
+            continue
         for line in regen_report(d[key], d["tiny_pipeline"]).splitlines():
             echo(f"  {line}")
     echo("  the Drift page of the dashboard shows them; docs/drift.md says how to read them")

@@ -82,21 +82,24 @@ def run_demo_drift(
 
     start, end = window
     span = end - start
-    current = max(span / 4, timedelta(minutes=10))
+    current = span / 4
     scorer, label, tiny_clip = _clip(home, clip_scorer, clip_label)
-    prompts = run_prompt_drift(
-        conninfo,
-        _Embedder(scorer, label),
-        PromptDriftOptions(
-            current=f"{current.total_seconds() / 60:.0f}m",
-            reference=f"{(span - current).total_seconds() / 60:.0f}m",
-            until=end,
-            max_prompts=1000,
-            permutations=200,
-        ),
-        demo=tiny_clip,
-        worker="demo",
-    )
+    try:
+        prompts: dict[str, Any] = run_prompt_drift(
+            conninfo,
+            _Embedder(scorer, label),
+            PromptDriftOptions(
+                current=f"{current.total_seconds() / 60:g}m",
+                reference=f"{(span - current).total_seconds() / 60:g}m",
+                until=end,
+                max_prompts=1000,
+                permutations=200,
+            ),
+            demo=tiny_clip,
+            worker="demo",
+        )
+    except ValueError as exc:  # a short window has too few prompts: say so, go on
+        prompts = {"error": str(exc), "demo": tiny_clip}
     pipeline, tiny_pipe = _pipeline(home, opts.pipeline)
     ctx = Context(
         pipeline=pipeline, clip=scorer, clip_label=label, demo=tiny_pipe or tiny_clip,
@@ -106,12 +109,24 @@ def run_demo_drift(
         output_dir=home / "drift", sample=opts.sample, calibration=CALIBRATION,
         window=f"{span.total_seconds() / 60:.0f}m", until=end,
     )  # fmt: skip
-    sample = run_sample(conninfo, ctx, regen)
-    golden = run_golden(conninfo, ctx, load_golden_set(GOLDEN_FILE), regen)
-    for r in (sample, golden):
+    outputs: list[dict[str, Any]] = []
+    for check in (
+        lambda: run_sample(conninfo, ctx, regen),
+        lambda: run_golden(conninfo, ctx, load_golden_set(GOLDEN_FILE), regen),
+    ):
+        try:
+            outputs.append(check())
+        except ValueError as exc:  # e.g. no generation with a logged seed in the window
+            outputs.append({"error": str(exc)})
+    sample, golden = outputs
+    for r in outputs:
         r.pop("items", None)
     return {
-        "prompts": {k: prompts[k] for k in ("run_id", "drifted", "demo", "test", "windows")},
+        "prompts": {
+            k: prompts[k]
+            for k in ("run_id", "drifted", "demo", "test", "windows", "error")
+            if k in prompts
+        },
         "regenerate": sample,
         "golden": golden,
         "tiny_pipeline": tiny_pipe,
