@@ -209,31 +209,25 @@ def _clip(a: dict[str, Any], device: str, home: Path, tiny: bool) -> tuple[Any, 
     from scoring.scorers import clip_config, clip_label
 
     if tiny:
-        from scoring.tiny_clip import TINY_CLIP_LABEL, save_tiny_clip, tiny_clip_settings
+        from scoring.tiny_clip import TINY_CLIP_LABEL, tiny_clip_scorer
 
-        ckpt = save_tiny_clip(home / "demo-models" / "tiny-clip")
-        return ClipScorer(load_clip(tiny_clip_settings(ckpt, device=device))), TINY_CLIP_LABEL
+        return tiny_clip_scorer(home, device), TINY_CLIP_LABEL
     cfg = clip_config(
         a["clip_model"], a["clip_pretrained"], a["clip_checkpoint"], a["clip_model_config"], device
     )
     return ClipScorer(load_clip(cfg)), clip_label(cfg)
 
 
-class _Embedder:
-    """A ClipScorer's text tower as a TextEmbedder."""
-
-    def __init__(self, scorer: Any, label: str) -> None:
-        self.scorer, self.label = scorer, label
-
-    def embed(self, prompts: Any) -> Any:
-        return self.scorer.embed_texts(prompts)
-
-
 def _prompts(a: dict[str, Any]) -> None:
     from diffwatch.cli import _runtime, emit_summary, fail
     from diffwatch.errors import first_line
     from scoring.clip_config import ClipWeightsError
-    from scoring.drift_prompts import NotEnoughData, PromptDriftOptions, run_prompt_drift
+    from scoring.drift_prompts import (
+        ClipTextEmbedder,
+        NotEnoughData,
+        PromptDriftOptions,
+        run_prompt_drift,
+    )
     from scoring.scorers import resolve_device
 
     try:
@@ -257,7 +251,7 @@ def _prompts(a: dict[str, Any]) -> None:
     say = _say(a["as_json"])
     try:
         result = run_prompt_drift(
-            rt.conninfo, _Embedder(scorer, label), opts, demo=a["tiny_clip"], progress=say
+            rt.conninfo, ClipTextEmbedder(scorer, label), opts, demo=a["tiny_clip"], progress=say
         )
     except (NotEnoughData, ValueError) as exc:
         raise fail(str(exc)) from None

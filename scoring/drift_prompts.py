@@ -35,6 +35,17 @@ class TextEmbedder(Protocol):
     def embed(self, prompts: Sequence[str]) -> np.ndarray: ...
 
 
+class ClipTextEmbedder:
+    """A ClipScorer's text tower as a TextEmbedder, with the label runs store."""
+
+    def __init__(self, scorer: Any, label: str) -> None:
+        self.scorer, self.label = scorer, label
+
+    def embed(self, prompts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 embeddings, one row a prompt."""
+        return self.scorer.embed_texts(prompts)
+
+
 class NotEnoughData(ValueError):
     """A window (or baseline) has too few prompts for a drift test."""
 

@@ -91,3 +91,12 @@ def tiny_clip_settings(checkpoint: Path, device: str = "cpu", precision: str = "
         device=device,
         precision=precision,  # type: ignore[arg-type]
     )
+
+
+def tiny_clip_scorer(home: Path, device: str = "cpu") -> Any:
+    """A ClipScorer on the tiny CLIP saved under ``home/demo-models/tiny-clip`` (the demo's
+    and ``--tiny-clip``'s stand-in when no CLIP weights are on the machine)."""
+    from scoring.clip import ClipScorer, load_clip
+
+    ckpt = save_tiny_clip(home / "demo-models" / "tiny-clip")
+    return ClipScorer(load_clip(tiny_clip_settings(ckpt, device=device)))

@@ -30,14 +30,12 @@ class DriftDemoOptions:
 
 def _clip(home: Path, clip_scorer: Any | None, clip_label: str | None) -> tuple[Any, str, bool]:
     """(ClipScorer, label, tiny?): the demo's own CLIP when it loaded, else the tiny one."""
-    from scoring.clip import ClipScorer, load_clip
 
     if clip_scorer is not None:
         return clip_scorer, clip_label or "CLIP", False
-    from scoring.tiny_clip import TINY_CLIP_LABEL, save_tiny_clip, tiny_clip_settings
+    from scoring.tiny_clip import TINY_CLIP_LABEL, tiny_clip_scorer
 
-    ckpt = save_tiny_clip(home / "demo-models" / "tiny-clip")
-    return ClipScorer(load_clip(tiny_clip_settings(ckpt, device="cpu"))), TINY_CLIP_LABEL, True
+    return tiny_clip_scorer(home, "cpu"), TINY_CLIP_LABEL, True
 
 
 def _pipeline(home: Path, source: str | None) -> tuple[Any, bool]:
@@ -55,14 +53,6 @@ def _pipeline(home: Path, source: str | None) -> tuple[Any, bool]:
     return load_pipeline(DiffusionConfig(source=str(source), device="cpu", max_batch=4)), tiny
 
 
-class _Embedder:
-    def __init__(self, scorer: Any, label: str) -> None:
-        self.scorer, self.label = scorer, label
-
-    def embed(self, prompts: Any) -> Any:
-        return self.scorer.embed_texts(prompts)
-
-
 def run_demo_drift(
     conninfo: str,
     home: Path,
@@ -75,7 +65,7 @@ def run_demo_drift(
 ) -> dict[str, Any]:
     """Run the three drift checks on the demo's window; return their summaries (JSON-ready)."""
     from scoring.drift_golden import run_golden
-    from scoring.drift_prompts import PromptDriftOptions, run_prompt_drift
+    from scoring.drift_prompts import ClipTextEmbedder, PromptDriftOptions, run_prompt_drift
     from scoring.drift_regen import Context, RegenOptions, run_sample
     from scoring.golden import load_golden_set
     from scoring.tiny_pipeline import TINY_PIPELINE_LABEL
@@ -87,7 +77,7 @@ def run_demo_drift(
     try:
         prompts: dict[str, Any] = run_prompt_drift(
             conninfo,
-            _Embedder(scorer, label),
+            ClipTextEmbedder(scorer, label),
             PromptDriftOptions(
                 current=f"{current.total_seconds() / 60:g}m",
                 reference=f"{(span - current).total_seconds() / 60:g}m",
