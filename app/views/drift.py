@@ -14,11 +14,9 @@ from plotly.subplots import make_subplots
 
 from app import data, sidebar
 from app.views.drift_output import (
-    demo_note,
     fmt_time,
     output_section,
-    pick_run,
-    run_notes,
+    runs_then_one,
     windows_label,
 )
 from db.queries.drift_dashboard import OUTPUT_KINDS
@@ -318,21 +316,16 @@ def what_moved(run: Any) -> None:
 
 def prompt_section(runs: pd.DataFrame) -> None:
     """Prompt-drift runs over time, the table, and one run's "what moved"."""
-    if runs.empty:
-        st.info(
-            "No prompt-drift runs in this time range and filter: run `diffwatch drift prompts`."
-        )
-        return
-    demo_note(runs)
-    prompt_chart(runs)
-    st.dataframe(prompt_table(runs), hide_index=True, width="stretch")
-    st.subheader("What moved")
-    run = data.drift_run(pick_run(runs, "prompts"))
-    if run is None:
-        st.warning("That run is gone (deleted since the list was read).")
-        return
-    run_notes(run)
-    what_moved(run)
+    run = runs_then_one(
+        runs,
+        "prompts",
+        empty="No prompt-drift runs in this time range and filter: run `diffwatch drift prompts`.",
+        chart=prompt_chart,
+        table=prompt_table,
+        heading="What moved",
+    )
+    if run is not None:
+        what_moved(run)
 
 
 def render() -> None:

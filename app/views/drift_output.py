@@ -4,6 +4,7 @@ of its sections share: picking a run from the URL, and a run's status notes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -303,23 +304,45 @@ def side_by_side(it: Any, kind: str) -> None:
     )
 
 
-def output_section(runs: pd.DataFrame) -> None:
-    """Re-generation and golden-set runs: over time, the table, one run's items and images."""
+def runs_then_one(
+    runs: pd.DataFrame,
+    kind: str,
+    *,
+    empty: str,
+    chart: Callable[[pd.DataFrame], None],
+    table: Callable[[pd.DataFrame], pd.DataFrame],
+    heading: str,
+) -> Any | None:
+    """A tab's common top: the runs over time and as a table, then the chosen run with its
+    notes; None (after saying why) when there is no run to show."""
     if runs.empty:
-        st.info(
-            "No re-generation or golden-set runs in this time range and filter: run "
-            "`diffwatch drift regenerate` (with `--golden FILE` for a golden set)."
-        )
-        return
+        st.info(empty)
+        return None
     demo_note(runs)
-    output_chart(runs)
-    st.dataframe(output_table(runs), hide_index=True, width="stretch")
-    st.subheader("One run")
-    run = data.drift_run(pick_run(runs, "output"))
+    chart(runs)
+    st.dataframe(table(runs), hide_index=True, width="stretch")
+    st.subheader(heading)
+    run = data.drift_run(pick_run(runs, kind))
     if run is None:
         st.warning("That run is gone (deleted since the list was read).")
-        return
+        return None
     run_notes(run)
+    return run
+
+
+def output_section(runs: pd.DataFrame) -> None:
+    """Re-generation and golden-set runs: over time, the table, one run's items and images."""
+    run = runs_then_one(
+        runs,
+        "output",
+        empty="No re-generation or golden-set runs in this time range and filter: run "
+        "`diffwatch drift regenerate` (with `--golden FILE` for a golden set).",
+        chart=output_chart,
+        table=output_table,
+        heading="One run",
+    )
+    if run is None:
+        return
     tol, cal, by_version = _summary_parts(run.summary or {})
     c = st.columns(5)
     c[0].metric("Items", f"{run.n_items:,}")
