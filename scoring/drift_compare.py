@@ -55,8 +55,8 @@ def compare(
         return []
     regen = clip.embed_images(list(regenerated))
     ref = clip.embed_images(list(references))
-    unique = list(dict.fromkeys(prompts))
-    text = clip.embed_texts(unique)[[unique.index(p) for p in prompts]]
+    row = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+    text = clip.embed_texts(list(row))[[row[p] for p in prompts]]
     cos = np.clip((regen * ref).sum(axis=1), -1.0, 1.0)
     s_ref = 100.0 * np.clip((ref * text).sum(axis=1), 0.0, 1.0)
     s_regen = 100.0 * np.clip((regen * text).sum(axis=1), 0.0, 1.0)
