@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -177,7 +178,8 @@ def load_pipeline(cfg: DiffusionConfig) -> LoadedPipeline:
         # False keeps diffusers from warning about the missing checker.
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
-        pipe = AutoPipelineForText2Image.from_pretrained(source, **kwargs)
+        with quiet_loading():
+            pipe = AutoPipelineForText2Image.from_pretrained(source, **kwargs)
     except torch.OutOfMemoryError:
         raise
     except Exception as exc:
@@ -193,6 +195,25 @@ def load_pipeline(cfg: DiffusionConfig) -> LoadedPipeline:
             source, f"{name} could not be loaded as a text-to-image pipeline ({text[:500]})", fix
         ) from exc
     return prepare_pipeline(pipe, cfg, source=source, device=device, precision=precision)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No diffusers/transformers loading or saving bars: our commands draw their own
+    progress, and ``--json`` runs stay quiet on stderr too."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    was = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            dlog.enable_progress_bar()
+        if was[1]:
+            tlog.enable_progress_bar()
 
 
 def denoiser_of(pipe: Any) -> Any:

@@ -151,7 +151,10 @@ def save_tiny_pipeline(directory: Path, seed: int = 0) -> Path:
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    build_tiny_pipeline(seed).save_pretrained(directory)
+    from scoring.diffusion_load import quiet_loading
+
+    with quiet_loading():
+        build_tiny_pipeline(seed).save_pretrained(directory)
     return directory
 
 
@@ -212,5 +215,8 @@ def save_tiny_sdxl_pipeline(directory: Path, seed: int = 0) -> Path:
     """Build the tiny SDXL pipeline (seeded) and ``save_pretrained`` it to ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    build_tiny_sdxl_pipeline(seed).save_pretrained(directory)
+    from scoring.diffusion_load import quiet_loading
+
+    with quiet_loading():
+        build_tiny_sdxl_pipeline(seed).save_pretrained(directory)
     return directory
