@@ -86,9 +86,13 @@ def run_golden(
     except Exception as exc:
         fail_run(retry, conninfo, run_id, exc)
         raise
+    # A run that only compares uses the tolerances stored with the baselines (calibrated
+    # when they were made); report the largest of them, and no calibration of its own.
+    stored_tol = [float(i.baseline["tolerance"]) for i in compared if i.baseline]
+    tolerance = cal.tolerance if new else (max(stored_tol) if stored_tol else None)
     return finish(
         retry, conninfo, run_id, items,
-        {"tolerance": cal.tolerance if new else None, "calibration": cal.to_dict(),
+        {"tolerance": tolerance, "calibration": cal.to_dict() if new else {},
          "golden_set": golden.label, "new_baselines": len(baselines),
          "pipeline": ctx.pipeline_text(), "clip": ctx.clip_label},
     )  # fmt: skip

@@ -36,10 +36,10 @@ def windows_label(r: Any) -> str:
     elif r.reference_start is not None and not pd.isna(r.reference_start):
         ref = f"{fmt_time(r.reference_start)} – {fmt_time(r.reference_end)}"
     else:
-        ref = "?"
+        ref = None  # a re-generation run samples one window; it has no reference window
     if r.current_start is None or pd.isna(r.current_start):
-        return ref
-    return f"{ref} → {cur}"
+        return ref or "?"
+    return f"{ref} → {cur}" if ref else f"sampled from {cur}"
 
 
 def demo_note(runs: pd.DataFrame) -> None:
