@@ -129,6 +129,7 @@ def test_golden_set_baselines_then_passes_then_catches_a_new_checkpoint(
     assert {s for (s,) in sql("SELECT status FROM drift_items")} == {"baseline"}
     again = regen(db_url, "--pipeline", str(prod), *common)
     assert (again["new_baselines"], again["n_items"], again["n_flagged"]) == (0, 3, 0)
+    assert again["tolerance"] == first["tolerance"] and again["calibration"] == {}
     changed = regen(db_url, "--pipeline", str(new), *common)
     assert changed["n_flagged"] == 3 and changed["drifted"] is True
     golden.write_text(golden.read_text().replace("style 1", "style 9"))
