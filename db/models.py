@@ -386,5 +386,6 @@ class GpuPrice(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-# The drift tables live in their own module; importing it here registers them on Base.
+# The drift and account tables live in their own modules; importing them registers them on Base.
+from db import models_accounts as _models_accounts  # noqa: E402, F401
 from db import models_drift as _models_drift  # noqa: E402, F401
