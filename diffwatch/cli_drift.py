@@ -169,6 +169,14 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option(min=1, help="Images a pipeline call (default: 16 on a GPU, 4 on CPU)."),
         ] = None,
+        hf_cache: Annotated[
+            str | None,
+            typer.Option(
+                help="The Hugging Face hub cache that holds a --pipeline hub id "
+                "(default: $HF_HUB_CACHE or ~/.cache/huggingface/hub).",
+                show_default=False,
+            ),
+        ] = None,
         compile_unet: Annotated[
             bool, typer.Option("--compile", help="torch.compile the UNet (GPU; slow first batch).")
         ] = False,
@@ -383,7 +391,11 @@ def _pipeline(a: dict[str, Any], device: str, home: Path) -> Any:
     max_batch = a["max_batch"] or (16 if device.startswith("cuda") else 4)
     return load_pipeline(
         DiffusionConfig(
-            source=source, device=device, compile=a["compile_unet"], max_batch=max_batch
+            source=source,
+            device=device,
+            compile=a["compile_unet"],
+            max_batch=max_batch,
+            cache_dir=a["hf_cache"],
         )
     )
 

@@ -24,7 +24,8 @@ class DiffusionConfig:
     size or batch size compiles again). ``channels_last`` puts the UNet and VAE in the
     NHWC memory format, which cuDNN's fp16 convolutions prefer. ``max_batch`` is the most
     images per pipeline call. ``variant`` picks weight files such as ``fp16``
-    (``diffusion_pytorch_model.fp16.safetensors``).
+    (``diffusion_pytorch_model.fp16.safetensors``). ``cache_dir`` is the Hugging Face hub
+    cache to look hub ids up in (None: the library's default, ``$HF_HUB_CACHE``).
     """
 
     source: str
@@ -34,6 +35,7 @@ class DiffusionConfig:
     channels_last: bool = True
     max_batch: int = 8
     variant: str | None = None
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,9 @@ def _check_local(source: str) -> tuple[str, bool]:
     return source, False
 
 
-def _read_index(source: str, local_files_only: bool) -> dict[str, Any]:
+def _read_index(
+    source: str, local_files_only: bool, cache_dir: str | None = None
+) -> dict[str, Any]:
     """The pipeline's model_index.json (its class and components), or DiffusionWeightsError."""
     import warnings
 
@@ -124,7 +127,11 @@ def _read_index(source: str, local_files_only: bool) -> dict[str, Any]:
             warnings.filterwarnings(
                 "ignore", message=".*local_dir_use_symlinks", category=UserWarning
             )
-            return dict(DiffusionPipeline.load_config(source, local_files_only=local_files_only))
+            return dict(
+                DiffusionPipeline.load_config(
+                    source, local_files_only=local_files_only, cache_dir=cache_dir
+                )
+            )
     except Exception as exc:
         if local_files_only and not Path(source).is_dir():
             why = "HF_HUB_OFFLINE is set" if hub_offline() else "local files only"
@@ -167,11 +174,12 @@ def load_pipeline(cfg: DiffusionConfig) -> LoadedPipeline:
     precision = resolve_precision(cfg.precision, device)
     source, local = _check_local(cfg.source)
     local_files_only = local or hub_offline()
-    index = _read_index(source, local_files_only)
+    index = _read_index(source, local_files_only, cfg.cache_dir)
     kwargs: dict[str, Any] = {
         "dtype": _dtype(precision),  # diffusers 0.42 deprecates torch_dtype
         "local_files_only": local_files_only,
         "variant": cfg.variant,
+        "cache_dir": cfg.cache_dir,
     }
     if "safety_checker" in index:
         # We score NSFW ourselves; not loading it saves ~1.2 GB, and requires_safety_checker
@@ -208,7 +216,12 @@ def quiet_loading() -> Iterator[None]:
     dlog.disable_progress_bar()
     tlog.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():
+            # diffusers still passes huggingface_hub's deprecated local_dir_use_symlinks.
+            warnings.filterwarnings(
+                "ignore", message=".*local_dir_use_symlinks", category=UserWarning
+            )
+            yield
     finally:
         if was[0]:
             dlog.enable_progress_bar()
