@@ -1,0 +1,1 @@
+"""Local accounts: password hashing and policy (the login page builds on this)."""
