@@ -249,7 +249,15 @@ def _collect_with_progress(collector: object, show: bool) -> object:
 
 def build() -> typer.Typer:
     """The full command tree, with the commands that live in their own modules."""
-    from diffwatch import cli_app, cli_demo, cli_drift, cli_gpu, cli_rollups, cli_score
+    from diffwatch import (
+        cli_app,
+        cli_demo,
+        cli_drift,
+        cli_gpu,
+        cli_rollups,
+        cli_score,
+        cli_users,
+    )
 
     cli_gpu.register(collect_app)
     cli_demo.register(app)
@@ -257,6 +265,7 @@ def build() -> typer.Typer:
     cli_drift.register(app)
     cli_rollups.register(app)
     cli_app.register(app)
+    cli_users.register(app)
     return app
 
 
