@@ -386,6 +386,7 @@ class GpuPrice(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-# The drift and account tables live in their own modules; importing them registers them on Base.
+# The drift, account and review tables live in their own modules; importing registers them.
 from db import models_accounts as _models_accounts  # noqa: E402, F401
 from db import models_drift as _models_drift  # noqa: E402, F401
+from db import models_review as _models_review  # noqa: E402, F401
