@@ -148,7 +148,7 @@ def _refuse_last_admin(conn: psycopg.Connection, username: str, doing: str) -> N
     ).fetchall()
     if not others:
         raise LastAdmin(
-            f"user {username!r} is the last active admin; refusing to {doing} it. Make "
+            f"user {username!r} is the last active admin; refusing to {doing}. Make "
             "another admin first (`diffwatch users add NAME --role admin`)"
         )
 
@@ -189,7 +189,7 @@ def remove_user(conn: psycopg.Connection, username: str, actor: str | None = "cl
     with conn.transaction():
         _, role, active = _lock_user(conn, name)
         if role == "admin" and active:
-            _refuse_last_admin(conn, name, "remove")
+            _refuse_last_admin(conn, name, "remove it")
         conn.execute("DELETE FROM users WHERE username = %s", (name,))
         audit(conn, actor, "user.remove", name, {"role": role})
 
@@ -223,7 +223,7 @@ def set_role(conn: psycopg.Connection, username: str, role: str, actor: str | No
         if old == new:
             return old
         if old == "admin" and active:
-            _refuse_last_admin(conn, name, f"demote to {new}")
+            _refuse_last_admin(conn, name, f"make it {new}")
         conn.execute(
             "UPDATE users SET role = %s, updated_at = now() WHERE username = %s", (new, name)
         )
