@@ -329,3 +329,17 @@ def test_concurrent_raters_never_get_the_same_item_beyond_k(conninfo: str, conn,
         f"({sum(v > 1 for v in k.values())} items with K=3), {n_raters} raters, "
         f"{empty_claims[0]} empty claims, {elapsed:.2f} s"
     )
+
+
+def test_removing_an_account_keeps_its_ratings(conn, sql) -> None:
+    item_id = _one_item(conn, k=2)
+    a = _user(conn, "alice")
+    review.claim_next(conn, "alice", a, lease_s=60)
+    review.rate(conn, item_id, "alice", a, 4, 4)
+    b = _user(conn, "bob")
+    review.claim_next(conn, "bob", b, lease_s=60)
+    conn.execute("DELETE FROM users")
+    assert sql("SELECT rater_id, rater_username FROM review_ratings") == [(None, "alice")]
+    # Bob's lease outlives his account until it expires; the username still names it.
+    assert sql("SELECT leased_to, lease_username FROM review_items") == [(None, "bob")]
+    assert review.claim_next(conn, "alice", None, lease_s=60) is None  # rated already
