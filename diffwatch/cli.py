@@ -254,6 +254,7 @@ def build() -> typer.Typer:
         cli_demo,
         cli_drift,
         cli_gpu,
+        cli_review,
         cli_rollups,
         cli_score,
         cli_users,
@@ -266,6 +267,7 @@ def build() -> typer.Typer:
     cli_rollups.register(app)
     cli_app.register(app)
     cli_users.register(app)
+    cli_review.register(app)
     return app
 
 

@@ -343,3 +343,29 @@ def test_removing_an_account_keeps_its_ratings(conn, sql) -> None:
     # Bob's lease outlives his account until it expires; the username still names it.
     assert sql("SELECT leased_to, lease_username FROM review_items") == [(None, "bob")]
     assert review.claim_next(conn, "alice", None, lease_s=60) is None  # rated already
+
+
+def test_review_cli_enqueues_by_policy_file_and_reports(conn, db_url, tmp_path, sql):
+    import json
+
+    from typer.testing import CliRunner
+
+    from diffwatch.cli import build
+
+    for i in range(6):
+        _gen(conn, i, version="v1" if i < 3 else "v2", deployment="canary" if i == 5 else "stable")
+    policy = tmp_path / "policy.toml"
+    policy.write_text("random_per_version = 2\nlow_clip_quantile = 0\ncanary_max = 5\n")
+    args = ["--database-url", db_url, "--json"]
+    res = CliRunner().invoke(
+        build(), ["review", "enqueue", "--policy", str(policy), "--until", NOW.isoformat(), *args]
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["added_by_reason"]["random"] == 4 and out["added_by_reason"]["canary"] == 1
+    assert out["queue"]["open_items"] == sql("SELECT count(*) FROM review_items")[0][0]
+    stats = CliRunner().invoke(build(), ["review", "stats", *args])
+    assert stats.exit_code == 0 and json.loads(stats.stdout)["open_items"] >= 4
+    policy.write_text("random_per_version = -1\n")
+    bad = CliRunner().invoke(build(), ["review", "enqueue", "--policy", str(policy), *args])
+    assert bad.exit_code == 2 and "random_per_version" in bad.output

@@ -1,0 +1,85 @@
+"""``diffwatch review``: fill the human review queue by policy, and show how far it has got."""
+
+# No ``from __future__ import annotations``: typer reads the annotations of the commands.
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+review_app = typer.Typer(
+    help="The human review queue: pick generations for raters by a sampling policy "
+    "(docs/review-queue.md).",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``review`` command group to ``app``."""
+    from diffwatch.cli import AsJson, DbUrl
+
+    app.add_typer(review_app, name="review")
+
+    @review_app.command("enqueue")
+    def enqueue(
+        policy: Annotated[
+            Path | None,
+            typer.Option(help="A review policy TOML file (default: the built-in policy)."),
+        ] = None,
+        until: Annotated[
+            datetime | None,
+            typer.Option(
+                help="End of the window looked at (ISO 8601; default: now).", show_default=False
+            ),
+        ] = None,
+        as_json: AsJson = False,
+        database_url: DbUrl = None,
+    ) -> None:
+        """Queue scored generations for review: a random sample per model version, low
+        CLIP scores, NSFW-flagged images and canary traffic, each with its reason."""
+        import psycopg
+
+        from db.queries import review as q
+        from diffwatch.cli import _runtime, emit_summary, fail
+        from scoring.review_policy import PolicyError, ReviewPolicy
+
+        try:
+            rules = ReviewPolicy.from_toml(policy) if policy else ReviewPolicy()
+        except PolicyError as exc:
+            raise fail(str(exc), 2) from None
+        rt = _runtime(database_url)
+        now = until or datetime.now().astimezone()
+        if now.tzinfo is None:
+            now = now.astimezone()
+        with psycopg.connect(rt.conninfo) as conn:
+            added = q.enqueue(conn, rules, now)
+            conn.commit()
+            stats = q.queue_stats(conn)
+        d = {"added_by_reason": added, "queue": asdict(stats)}
+        text = ", ".join(f"{n} {r}" for r, n in added.items()) or "nothing new"
+        emit_summary(
+            d,
+            as_json,
+            f"queued for review: {text}; open items {stats.open_items}, ratings still "
+            f"needed {stats.ratings_missing}, done {stats.done_items}",
+        )
+
+    @review_app.command("stats")
+    def stats(as_json: AsJson = False, database_url: DbUrl = None) -> None:
+        """How far the queue has got: open and done items, leases, ratings, per reason."""
+        import psycopg
+
+        from db.queries import review as q
+        from diffwatch.cli import _runtime, emit_summary
+
+        rt = _runtime(database_url)
+        with psycopg.connect(rt.conninfo) as conn:
+            s = q.queue_stats(conn)
+        emit_summary(
+            asdict(s),
+            as_json,
+            f"open {s.open_items} (leased now {s.leased_now}, ratings needed "
+            f"{s.ratings_missing}), done {s.done_items}, ratings {s.ratings}, items with "
+            f"K > 1: {s.multi_rated_items}",
+        )
