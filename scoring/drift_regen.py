@@ -11,6 +11,7 @@ the baselines of that set version.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -186,7 +187,10 @@ def repeat_distances(
 def save_png(image: Any, directory: Path, key: str) -> str:
     """Write a PIL image to ``directory/<key>.png`` (key made file-safe); return the path."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{_SAFE.sub('_', key)[:120]}.png"
+    name = _SAFE.sub("_", key)[:120]
+    if name != key:  # "a/b" and "a_b" must not share a file
+        name += "-" + hashlib.sha1(key.encode()).hexdigest()[:8]
+    path = directory / f"{name}.png"
     image.save(path)
     return str(path)
 
