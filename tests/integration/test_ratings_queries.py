@@ -1,0 +1,201 @@
+"""db.queries.ratings_analytics on real Postgres, and end to end into analytics.ratings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from analytics.agreement import krippendorff_alpha
+from analytics.ratings import clip_vs_adherence, nsfw_vs_human, rater_stats, ratings_over_time
+from db.queries import ratings_analytics as ra
+
+T = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+START, END = T - timedelta(hours=1), T + timedelta(days=1)
+NSFW_V = "nudenet-320n-abc123/t0.5/labels-deadbeef"
+M = timedelta(minutes=1)
+
+# generation: (version, clip, nsfw score, nsfw flagged); None: not scored
+GENS = {
+    1: ("v1", 20.0, 0.8, True),
+    2: ("v1", 30.0, 0.2, False),
+    3: ("v1", 25.0, 0.6, True),
+    4: ("v2", 40.0, None, None),
+    5: ("v1", 10.0, 0.1, False),
+}
+# (generation, rater, quality, adherence, flags, rated_at)
+RATINGS = [
+    (1, "alice", 4, 2, ["nsfw"], T),
+    (1, "bob", 2, 2, [], T + 5 * M),
+    (2, "alice", 3, 3, [], T + 10 * M),
+    (2, "bob", 3, 4, ["artifacts"], T + 15 * M),
+    (3, "alice", 5, 5, [], T + 20 * M),
+    (3, "bob", 4, 4, [], T + 25 * M),
+    (4, "alice", 2, 5, [], T + 30 * M),
+    (5, "alice", 1, 1, ["nsfw"], T + timedelta(days=2)),  # outside [START, END)
+]
+
+
+@pytest.fixture
+def seeded(conninfo: str, sql) -> dict[int, int]:
+    """Seed generations, scores, raters, items and ratings; return generation → item id."""
+    sql(
+        "INSERT INTO users (username, role, password_hash) VALUES ('alice','rater','x'),"
+        " ('bob','rater','x')"
+    )
+    items = {}
+    for g, (version, clip, score, flagged) in GENS.items():
+        sql(
+            "INSERT INTO generations (id, request_id, ts, model, model_version, prompt, status)"
+            " VALUES (%s, %s, %s, 'sd', %s, %s, 'ok')",
+            (g, f"r{g}", T - timedelta(hours=2), version, f"prompt {g}"),
+        )
+        if g == 3:  # an older CLIP result that the latest one supersedes
+            sql(
+                "INSERT INTO scorer_results (generation_id, scorer, scorer_version, value,"
+                " scored_at) VALUES (3, 'clip', 'old', 90.0, %s)",
+                (T - timedelta(days=1),),
+            )
+        sql(
+            "INSERT INTO scorer_results (generation_id, scorer, scorer_version, value)"
+            " VALUES (%s, 'clip', 'new', %s)",
+            (g, clip),
+        )
+        if score is not None:
+            sql(
+                "INSERT INTO scorer_results (generation_id, scorer, scorer_version, value,"
+                " flagged) VALUES (%s, 'nsfw', %s, %s, %s)",
+                (g, NSFW_V, score, flagged),
+            )
+        n = sum(r[0] == g for r in RATINGS)
+        (item,) = sql(
+            "INSERT INTO review_items (generation_id, reasons, required_ratings, n_ratings,"
+            " done_at) VALUES (%s, ARRAY['random'], 2, %s, CASE WHEN %s = 2 THEN now() END)"
+            " RETURNING id",
+            (g, n, n),
+        )[0]
+        items[g] = item
+    for g, rater, q, a, flags, at in RATINGS:
+        sql(
+            "INSERT INTO review_ratings (item_id, rater_id, rater_username, quality, adherence,"
+            " flags, rated_at) VALUES (%s, (SELECT id FROM users WHERE username = %s), %s,"
+            " %s, %s, %s, %s)",
+            (items[g], rater, rater, q, a, flags, at),
+        )
+    return items
+
+
+@pytest.fixture
+def conn(conninfo: str):
+    with psycopg.connect(conninfo, autocommit=True) as c:
+        yield c
+
+
+def test_ratings_rows_window_and_versions(conn, seeded):
+    rows = ra.ratings(conn, START, END)
+    assert len(rows) == 7  # the rating two days later is outside the window
+    first = rows[0]
+    assert (first.item_id, first.generation_id, first.rater_username) == (seeded[1], 1, "alice")
+    assert (first.quality, first.adherence, first.flags) == (4, 2, ["nsfw"])
+    assert first.rated_at == T and first.model_version == "v1"
+    assert first.ts == T - timedelta(hours=2)
+    v2 = ra.ratings(conn, START, END, versions=["v2"])
+    assert [(r.generation_id, r.rater_username) for r in v2] == [(4, "alice")]
+    assert ra.ratings(conn, START, END, versions=[]) == []
+    late = ra.ratings(conn, END, END + timedelta(days=2))
+    assert [r.generation_id for r in late] == [5]
+
+
+def test_clip_adherence_rows(conn, seeded):
+    rows = ra.clip_adherence(conn, START, END)
+    got = [(r.generation_id, r.model_version, r.clip, r.mean_adherence, r.n_ratings) for r in rows]
+    assert got == [
+        (1, "v1", 20.0, 2.0, 2),
+        (2, "v1", 30.0, 3.5, 2),
+        (3, "v1", 25.0, 4.5, 2),  # latest CLIP result, not the older 90
+        (4, "v2", 40.0, 5.0, 1),
+    ]
+
+
+def test_nsfw_human_rows(conn, seeded):
+    rows = ra.nsfw_human(conn, START, END)
+    got = [(r.generation_id, r.nsfw_score, r.nsfw_flagged, r.human_nsfw) for r in rows]
+    assert got == [
+        (1, 0.8, True, True),
+        (2, 0.2, False, False),
+        (3, 0.6, True, False),
+        (4, None, None, False),
+    ]
+    assert rows[0].nsfw_scorer_version == NSFW_V and rows[3].nsfw_scorer_version is None
+    assert ra.threshold_from_version(rows[0].nsfw_scorer_version) == 0.5
+    assert ra.threshold_from_version("plain") is None
+    assert ra.threshold_from_version(None) is None
+
+
+def test_agreement_triples(conn, seeded):
+    q = ra.agreement_triples(conn, "quality", START, END)
+    i1, i2, i3, i4 = (seeded[g] for g in (1, 2, 3, 4))
+    assert q == [
+        (i1, "alice", 4),
+        (i1, "bob", 2),
+        (i2, "alice", 3),
+        (i2, "bob", 3),
+        (i3, "alice", 5),
+        (i3, "bob", 4),
+        (i4, "alice", 2),
+    ]
+    a = ra.agreement_triples(conn, "adherence", START, END, versions=["v1"])
+    assert [v for *_, v in a] == [2, 2, 3, 4, 5, 4]
+    with pytest.raises(ValueError, match="field"):
+        ra.agreement_triples(conn, "comment", START, END)
+
+
+def test_bad_ranges_are_refused(conn, seeded):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ra.ratings(conn, START.replace(tzinfo=None), END)
+    with pytest.raises(ValueError, match="empty time range"):
+        ra.ratings(conn, END, START)
+
+
+def test_end_to_end_figures(conn, seeded):
+    clip_rows = ra.clip_adherence(conn, START, END)
+    clip = clip_vs_adherence([r.clip for r in clip_rows], [r.mean_adherence for r in clip_rows])
+    # CLIP ranks 1, 3, 2, 4 against adherence ranks 1, 2, 3, 4: rho = 1 - 6*2/(4*15) = 0.8
+    assert clip.n == 4 and clip.rho == pytest.approx(0.8)
+
+    ns = ra.nsfw_human(conn, START, END)
+    cal = nsfw_vs_human(
+        [r.nsfw_score for r in ns],
+        [r.nsfw_flagged for r in ns],
+        [r.human_nsfw for r in ns],
+        threshold=ra.threshold_from_version(ns[0].nsfw_scorer_version),
+    )
+    # item 4 has no NSFW result and drops out: TP 1 (g1), FP 1 (g3), TN 1 (g2)
+    assert (cal.n, cal.tp, cal.fp, cal.fn, cal.tn) == (3, 1, 1, 0, 1)
+    assert (cal.precision, cal.recall) == (0.5, 1.0) and cal.f1 == pytest.approx(2 / 3)
+    assert cal.threshold == 0.5 and cal.suggested_threshold == 0.8
+    assert cal.suggested_f1 == 1.0
+
+    stats = {s.rater: s for s in rater_stats(ra.ratings(conn, START, END))}
+    # alice: 4-2, 3-3, 5-4 → +1; bob the mirror image; item 4 has no second rater
+    assert stats["alice"].quality_deviation == pytest.approx(1.0)
+    assert stats["bob"].quality_deviation == pytest.approx(-1.0)
+    assert stats["alice"].n_overlap_items == 3 and stats["alice"].n_ratings == 4
+    assert stats["alice"].ratings_per_hour == pytest.approx(8.0)  # 4 ratings in 30 min
+    assert stats["bob"].ratings_per_hour == pytest.approx(9.0)  # 3 ratings in 20 min
+
+    trend = [r.to_dict() for r in ratings_over_time(ra.ratings(conn, START, END), "day")]
+    assert [(r["model_version"], r["n"]) for r in trend] == [("v1", 6), ("v2", 1)]
+    assert trend[0]["mean_quality"] == pytest.approx(3.5)
+    assert trend[0]["mean_adherence"] == pytest.approx(20 / 6)
+
+    triples = ra.agreement_triples(conn, "quality", START, END)
+    agreement = krippendorff_alpha(triples, "ordinal")
+    assert (agreement.n_items, agreement.n_ratings, agreement.n_raters) == (3, 6, 2)
+    assert agreement.alpha == pytest.approx(
+        krippendorff_alpha(
+            [(1, "a", 4), (1, "b", 2), (2, "a", 3), (2, "b", 3), (3, "a", 5), (3, "b", 4)],
+            "ordinal",
+        ).alpha
+    )
