@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -50,6 +51,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error for a person and return the Exit to raise."""
     typer.secho(f"error: {message}", fg="red", err=True)
     return typer.Exit(code)
+
+
+def aware(t: datetime | None) -> datetime | None:
+    """A datetime option as given, or read as UTC when it has no offset."""
+    return t if t is None or t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def emit_summary(d: dict[str, object], as_json: bool, text: str) -> None:

@@ -227,7 +227,7 @@ def _clip(a: dict[str, Any], device: str, home: Path, tiny: bool) -> tuple[Any, 
 
 
 def _prompts(a: dict[str, Any]) -> None:
-    from diffwatch.cli import _runtime, emit_summary, fail
+    from diffwatch.cli import _runtime, aware, emit_summary, fail
     from diffwatch.errors import first_line
     from scoring.clip_config import ClipWeightsError
     from scoring.drift_prompts import (
@@ -242,7 +242,7 @@ def _prompts(a: dict[str, Any]) -> None:
         opts = PromptDriftOptions(
             current=a["current"], reference=a["reference"], baseline=a["baseline"],
             save_baseline=a["save_baseline"], replace_baseline=a["replace_baseline"],
-            model=a["model"], until=_aware(a["until"]), max_prompts=a["max_prompts"],
+            model=a["model"], until=aware(a["until"]), max_prompts=a["max_prompts"],
             permutations=a["permutations"], alpha=a["alpha"], clusters=a["clusters"],
             seed=a["seed"],
         )  # fmt: skip
@@ -264,12 +264,6 @@ def _prompts(a: dict[str, Any]) -> None:
     except (NotEnoughData, ValueError) as exc:
         raise fail(str(exc)) from None
     emit_summary(result, a["as_json"], prompt_report(result))
-
-
-def _aware(t: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    return t if t is None or t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _say(quiet: bool):
@@ -310,7 +304,7 @@ def prompt_report(r: dict[str, Any]) -> str:
 
 
 def _regenerate(a: dict[str, Any]) -> None:
-    from diffwatch.cli import _runtime, _stop_on_signals, emit_summary, fail
+    from diffwatch.cli import _runtime, _stop_on_signals, aware, emit_summary, fail
     from diffwatch.errors import first_line
     from scoring.clip_config import ClipWeightsError
     from scoring.drift_regen import Context, RegenOptions
@@ -336,7 +330,7 @@ def _regenerate(a: dict[str, Any]) -> None:
     try:
         opts = RegenOptions(
             output_dir=a["output_dir"] or home / "drift", sample=a["sample"] or 32,
-            window=a["since"], until=_aware(a["until"]), model=a["model"],
+            window=a["since"], until=aware(a["until"]), model=a["model"],
             min_tolerance=a["min_tolerance"], tolerance_factor=a["tolerance_factor"],
             calibration=a["calibration"], seed=a["seed"], rebaseline=a["rebaseline"],
         )  # fmt: skip
@@ -382,12 +376,9 @@ def _pipeline(a: dict[str, Any], device: str, home: Path) -> Any:
 
     source = a["pipeline"]
     if a["tiny_pipeline"]:
-        from scoring.tiny_pipeline import save_tiny_pipeline
+        from scoring.tiny_pipeline import tiny_pipeline_dir
 
-        directory = home / "demo-models" / "tiny-pipeline"
-        if not (directory / "model_index.json").is_file():
-            save_tiny_pipeline(directory)
-        source = str(directory)
+        source = str(tiny_pipeline_dir(home))
     max_batch = a["max_batch"] or (16 if device.startswith("cuda") else 4)
     return load_pipeline(
         DiffusionConfig(

@@ -2,7 +2,7 @@
 
 # No ``from __future__ import annotations``: typer reads the annotations of the commands.
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
         until: Annotated[
             datetime | None,
             typer.Option(
-                help="End of the window looked at (ISO 8601; default: now).", show_default=False
+                help="End of the window looked at (ISO 8601, UTC when no offset; default: now).",
+                show_default=False,
             ),
         ] = None,
         as_json: AsJson = False,
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
         import psycopg
 
         from db.queries import review as q
-        from diffwatch.cli import _runtime, emit_summary, fail
+        from diffwatch.cli import _runtime, aware, emit_summary, fail
         from scoring.review_policy import PolicyError, ReviewPolicy
 
         try:
@@ -49,9 +50,7 @@ def register(app: typer.Typer) -> None:
         except PolicyError as exc:
             raise fail(str(exc), 2) from None
         rt = _runtime(database_url)
-        now = until or datetime.now().astimezone()
-        if now.tzinfo is None:
-            now = now.astimezone()
+        now = aware(until) or datetime.now(UTC)
         with psycopg.connect(rt.conninfo) as conn:
             added = q.enqueue(conn, rules, now)
             conn.commit()

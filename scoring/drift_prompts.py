@@ -11,18 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
 import psycopg
 
 from db.queries import drift as q
-from scoring.drift_windows import Window, windows
+from scoring.drift_windows import Window, ending_after, windows
 
 log = logging.getLogger(__name__)
 
-_ONE_SECOND = timedelta(seconds=1)
 DEFAULT_REFERENCE = "7d"
 MIN_PROMPTS = 20  # per side: below this the test has too little power to mean anything
 
@@ -111,12 +110,11 @@ def _load_sides(
             + (f" for model {opts.model!r}" if opts.model else "")
             + "; fix: collect logs first (`diffwatch collect logs`)"
         )
-    # A duration window ends just after the anchor, so the newest generation is in it.
-    anchor = anchor.replace(microsecond=0) + _ONE_SECOND
+    anchor = ending_after(anchor)  # so the newest generation is in the current window
     cur, ref = windows(
         opts.current, None if opts.baseline else (opts.reference or DEFAULT_REFERENCE), anchor
     )
-    seed = ((opts.seed % 1000) / 1000.0) * 2 - 1
+    seed = opts.seed
     pinned = q.load_prompt_baseline(conn, opts.baseline) if opts.baseline else None
     if opts.baseline and pinned is None:
         names = q.prompt_baseline_names(conn)

@@ -17,7 +17,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,7 +26,7 @@ import psycopg
 from db.queries import drift as q
 from diffwatch.outage import OutageRetry
 from scoring.drift_compare import ImageTextEmbedder, calibrate, compare
-from scoring.drift_windows import parse_window
+from scoring.drift_windows import ending_after, parse_window
 
 if TYPE_CHECKING:
     from scoring.diffusion_load import LoadedPipeline
@@ -325,15 +325,14 @@ def run_sample(conninfo: str, ctx: Context, opts: RegenOptions) -> dict[str, Any
         anchor = opts.until or q.newest_generation_ts(conn, opts.model)
         if anchor is None:
             raise ValueError("no generations are logged; fix: collect logs first")
-        win = parse_window(opts.window, anchor + timedelta(seconds=1), "--since")
+        win = parse_window(opts.window, ending_after(anchor), "--since")
         run_id = q.start_run(
             conn, "regenerate", model=opts.model, pipeline=ctx.pipeline_text(),
             embedder=ctx.clip_label, demo=ctx.demo, worker=ctx.worker,
             current_start=win.start, current_end=win.end,
         )  # fmt: skip
-        seed = ((opts.seed % 1000) / 1000.0) * 2 - 1
         return run_id, q.regeneration_sample(
-            conn, win.start, win.end, opts.model, opts.sample, seed
+            conn, win.start, win.end, opts.model, opts.sample, opts.seed
         )
 
     run_id, rows = with_conn(retry, conninfo, sample)

@@ -36,6 +36,11 @@ class Window:
         return f"{self.start.astimezone(UTC):{f}}..{self.end.astimezone(UTC):{f}} UTC"
 
 
+def ending_after(ts: datetime) -> datetime:
+    """The end of a duration window that includes ``ts`` (windows are half-open)."""
+    return ts.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def parse_duration(text: str) -> timedelta | None:
     """``24h`` → 24 hours; None when ``text`` is not a duration."""
     m = _DURATION.match(text)

@@ -158,6 +158,15 @@ def save_tiny_pipeline(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
+def tiny_pipeline_dir(home: Path) -> Path:
+    """The tiny pipeline under ``home/demo-models/tiny-pipeline``, saved there on first use
+    (the demo's and ``--tiny-pipeline``'s stand-in for a production pipeline)."""
+    directory = Path(home) / "demo-models" / "tiny-pipeline"
+    if not (directory / "model_index.json").is_file():
+        save_tiny_pipeline(directory)
+    return directory
+
+
 def build_tiny_sdxl_pipeline(seed: int = 0) -> Any:
     """A tiny random-weight ``StableDiffusionXLPipeline`` (two text encoders, text-time
     conditioning, Euler): for tests that the engine handles SDXL-class pipelines too."""

@@ -30,6 +30,11 @@ _ITEM_FIELDS = (
 )  # fmt: skip
 
 
+def _pg_seed(seed: int) -> float:
+    """A run's integer seed as Postgres ``setseed`` takes it (in [-1, 1])."""
+    return ((seed % 1000) / 1000.0) * 2 - 1
+
+
 def _check_fields(fields: Mapping[str, Any]) -> None:
     unknown = set(fields) - _RUN_FIELDS
     if unknown:
@@ -105,15 +110,15 @@ def window_prompts(
     end: datetime,
     model: str | None,
     limit: int,
-    seed: float = 0.0,
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
     """A uniform random sample (at most ``limit``) of generations in [start, end): prompts
     and parameters. Every status counts: a failed request still says what users asked for.
 
-    ``seed`` in [-1, 1] makes the sample repeatable (Postgres ``setseed``).
+    The same ``seed`` gives the same sample of the same rows (Postgres ``setseed``).
     """
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT setseed(%s)", [seed])
+        cur.execute("SELECT setseed(%s)", [_pg_seed(seed)])
         cur.execute(
             f"SELECT {', '.join(PARAMS)} FROM generations"
             " WHERE ts >= %(s)s AND ts < %(e)s AND (%(m)s::text IS NULL OR model = %(m)s)"
@@ -189,13 +194,13 @@ def regeneration_sample(
     end: datetime,
     model: str | None,
     n: int,
-    seed: float = 0.0,
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Up to ``n`` successful generations in [start, end) with a logged seed, stratified by
     model version: versions take turns (a random one of each, then a second of each…),
     so a version with little traffic is not crowded out by a busy one."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT setseed(%s)", [seed])
+        cur.execute("SELECT setseed(%s)", [_pg_seed(seed)])
         cur.execute(
             f"SELECT id, request_id, model, model_version, image_uri, {', '.join(PARAMS)}"
             " FROM (SELECT g.*, row_number() OVER (PARTITION BY g.model, g.model_version"

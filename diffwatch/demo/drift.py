@@ -44,12 +44,9 @@ def _pipeline(home: Path, source: str | None) -> tuple[Any, bool]:
 
     tiny = source is None
     if tiny:
-        from scoring.tiny_pipeline import save_tiny_pipeline
+        from scoring.tiny_pipeline import tiny_pipeline_dir
 
-        directory = home / "demo-models" / "tiny-pipeline"
-        if not (directory / "model_index.json").is_file():
-            save_tiny_pipeline(directory)
-        source = str(directory)
+        source = str(tiny_pipeline_dir(home))
     return load_pipeline(DiffusionConfig(source=str(source), device="cpu", max_batch=4)), tiny
 
 
