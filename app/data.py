@@ -102,10 +102,13 @@ def prices() -> pd.DataFrame:
 
 
 def set_price(gpu_type: str, usd_per_hour: float, note: str | None) -> None:
-    """Store a GPU price (not cached) and drop cached results that used the old one."""
+    """Store a GPU price (admins only, audited; not cached) and drop cached results that
+    used the old one."""
+    from app.session import require_write
     from db.queries.dashboard_cost import set_gpu_price
 
-    _run(lambda c: set_gpu_price(c, gpu_type, usd_per_hour, note))
+    user = require_write("price.set")
+    _run(lambda c: set_gpu_price(c, gpu_type, usd_per_hour, note, actor=user.username))
     st.cache_data.clear()
 
 

@@ -1,14 +1,52 @@
-"""The diffwatch dashboard: ``diffwatch app`` runs ``streamlit run`` on this file."""
+"""The diffwatch dashboard: ``diffwatch app`` runs ``streamlit run`` on this file.
+
+Someone who is not logged in gets only the login page. After login the navigation holds only
+the pages the account's role may open (``diffwatch.auth.roles.PAGE_ROLES``), and each page
+checks the role again on the server before it draws anything.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 import streamlit as st
+
+# url path, title, section, module under app.views
+PAGES: list[tuple[str, str, str, str]] = [
+    ("overview", "Overview", "Dashboard", "overview"),
+    ("cost", "Cost", "Dashboard", "cost"),
+    ("latency", "Latency & throughput", "Dashboard", "latency"),
+    ("gpu", "GPU", "Dashboard", "gpu"),
+    ("quality", "Quality & safety", "Dashboard", "quality"),
+    ("versions", "Model versions", "Dashboard", "versions"),
+    ("explorer", "Generation explorer", "Dashboard", "explorer"),
+    ("drift", "Drift", "Dashboard", "drift"),
+    ("ratings", "Rating analytics", "Review", "ratings"),
+    ("review", "Review queue", "Review", "review"),
+    ("my-ratings", "My ratings", "Review", "my_ratings"),
+    ("admin", "Accounts & audit log", "Admin", "admin"),
+]
+
+
+def guarded(url_path: str, module: str) -> Callable[[], None]:
+    """The page's render function behind a server-side role check."""
+
+    def page() -> None:
+        from app.session import require_page
+
+        require_page(url_path)
+        importlib.import_module(f"app.views.{module}").render()
+
+    page.__name__ = f"page_{module}"
+    return page
 
 
 def main() -> None:
-    """Build the navigation and run the chosen page."""
+    """Build the navigation for whoever is logged in and run the chosen page."""
     from app.config import NoDatabase, conninfo
-    from app.views import cost, drift, explorer, gpu, latency, overview, quality, versions
+    from app.session import current_user, login_page, logout
+    from diffwatch.auth.roles import allowed_pages
 
     st.set_page_config(page_title="diffwatch", layout="wide")
     try:
@@ -16,17 +54,26 @@ def main() -> None:
     except NoDatabase as exc:
         st.error(str(exc))
         st.stop()
-    pages = [
-        st.Page(overview.render, title="Overview", url_path="overview", default=True),
-        st.Page(cost.render, title="Cost", url_path="cost"),
-        st.Page(latency.render, title="Latency & throughput", url_path="latency"),
-        st.Page(gpu.render, title="GPU", url_path="gpu"),
-        st.Page(quality.render, title="Quality & safety", url_path="quality"),
-        st.Page(versions.render, title="Model versions", url_path="versions"),
-        st.Page(explorer.render, title="Generation explorer", url_path="explorer"),
-        st.Page(drift.render, title="Drift", url_path="drift"),
-    ]
-    st.navigation(pages).run()
+    user = current_user()
+    if user is None:
+        st.navigation([st.Page(login_page, title="Log in", url_path="login")]).run()
+        return
+    mine = set(allowed_pages(user.role))
+    sections: dict[str, list[st.Page]] = {}
+    first = True
+    for url_path, title, section, module in PAGES:
+        if url_path in mine:
+            sections.setdefault(section, []).append(
+                st.Page(guarded(url_path, module), title=title, url_path=url_path, default=first)
+            )
+            first = False
+    nav = st.navigation(sections)
+    with st.sidebar:
+        st.text(f"Logged in as {user.username} ({user.role})")
+        if st.button("Log out", key="logout"):
+            logout(user)
+            st.rerun()
+    nav.run()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, data, sidebar
+from app import charts, data, session, sidebar
 
 
 def render() -> None:
@@ -33,6 +33,10 @@ def render() -> None:
     st.subheader("GPU prices (USD per GPU-hour)")
     prices = data.prices()
     st.dataframe(prices, hide_index=True, width="stretch")
+    user = session.current_user()
+    if user is None or user.role != "admin":
+        st.caption("Only admins change prices.")
+        return
     with st.form("price"):
         st.caption("Add or change a price; costs are recomputed from the rollups at once.")
         c1, c2, c3 = st.columns([2, 1, 3])

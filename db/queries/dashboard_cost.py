@@ -225,14 +225,34 @@ def gpu_prices(conn: psycopg.Connection) -> list[GpuPrice]:
 
 
 def set_gpu_price(
-    conn: psycopg.Connection, gpu_type: str, usd_per_hour: float, note: str | None = None
+    conn: psycopg.Connection,
+    gpu_type: str,
+    usd_per_hour: float,
+    note: str | None = None,
+    actor: str | None = None,
 ) -> None:
-    """Set (insert or replace) the hourly price of a GPU type (USD per GPU-hour)."""
+    """Set (insert or replace) the hourly price of a GPU type (USD per GPU-hour).
+
+    With an ``actor`` (a person, from the dashboard) the change and the old price are
+    written to the audit log in the same transaction.
+    """
+    from db.queries.users import audit
+
     if usd_per_hour < 0:
         raise ValueError(f"price of {gpu_type!r}: must be >= 0 USD/hour, got {usd_per_hour}")
-    conn.execute(
-        "INSERT INTO gpu_prices (gpu_type, usd_per_hour, note) VALUES (%s, %s, %s)"
-        " ON CONFLICT (gpu_type) DO UPDATE SET usd_per_hour = EXCLUDED.usd_per_hour,"
-        " note = EXCLUDED.note, updated_at = now()",
-        (gpu_type, usd_per_hour, note),
-    )
+    with conn.transaction():
+        old = conn.execute(
+            "SELECT usd_per_hour FROM gpu_prices WHERE gpu_type = %s FOR UPDATE", (gpu_type,)
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO gpu_prices (gpu_type, usd_per_hour, note) VALUES (%s, %s, %s)"
+            " ON CONFLICT (gpu_type) DO UPDATE SET usd_per_hour = EXCLUDED.usd_per_hour,"
+            " note = EXCLUDED.note, updated_at = now()",
+            (gpu_type, usd_per_hour, note),
+        )
+        if actor is not None:
+            audit(conn, actor, "price.set", gpu_type, {
+                "usd_per_hour": usd_per_hour,
+                "old_usd_per_hour": float(old[0]) if old else None,
+                "note": note,
+            })  # fmt: skip

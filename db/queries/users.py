@@ -315,3 +315,46 @@ def recent_audit(
         " ORDER BY at DESC, id DESC LIMIT %s",
         [*params, limit],
     ).fetchall()
+
+
+@dataclass(frozen=True)
+class SessionUser:
+    """Who is logged in to the dashboard: re-read from the database on every page run, so a
+    removed, deactivated or re-roled account takes effect at once."""
+
+    id: int
+    username: str
+    role: str
+    display_name: str | None
+
+
+def active_user(conn: psycopg.Connection, user_id: int) -> SessionUser | None:
+    """The account ``user_id`` if it exists and is active, else None."""
+    cur = conn.cursor(row_factory=class_row(SessionUser))
+    return cur.execute(
+        "SELECT id, username, role, display_name FROM users WHERE id = %s AND active",
+        (user_id,),
+    ).fetchone()
+
+
+def active_user_by_name(conn: psycopg.Connection, username: str) -> SessionUser | None:
+    """The active account named ``username`` (any case), else None (single sign-on logins)."""
+    try:
+        name = normalise_username(username)
+    except InvalidUsername:
+        return None
+    cur = conn.cursor(row_factory=class_row(SessionUser))
+    return cur.execute(
+        "SELECT id, username, role, display_name FROM users WHERE username = %s AND active",
+        (name,),
+    ).fetchone()
+
+
+def failed_logins_from(conn: psycopg.Connection, ip: str, window_s: float) -> int:
+    """Failed and throttled logins from address ``ip`` in the last ``window_s`` seconds."""
+    row = conn.execute(
+        "SELECT count(*) FROM audit_log WHERE action IN ('login.fail', 'login.throttled')"
+        " AND at > now() - make_interval(secs => %s) AND details->>'ip' = %s",
+        (float(window_s), ip),
+    ).fetchone()
+    return int(row[0]) if row else 0

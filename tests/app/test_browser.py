@@ -8,22 +8,16 @@ charts rendered (Plotly's SVG is in the page) and saves a screenshot of each und
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.app.accounts import PW, add_account
 from tests.app.dataset import seed, seed_bulk
+from tests.app.server import CHROMIUM, REPO, log_in, serve
 from tests.app.test_drift_page import DriftIds, seed_drift
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PAGES = [  # url path, title, least charts (Overview is the default page, at /)
     ("", "Overview", 1),
     ("cost", "Cost", 2),
@@ -36,42 +30,13 @@ PAGES = [  # url path, title, least charts (Overview is the default page, at /)
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served(db_url: str, conninfo: str, tmp_path: Path) -> Iterator[str]:
     seed(conninfo, tmp_path / "images")
     seed_bulk(conninfo)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "diffwatch.cli", "app", "--port", str(port),
-         "--database-url", db_url],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"diffwatch app did not come up on {base}:\n{out}")
-        time.sleep(0.5)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    add_account(conninfo, "olga", "ops")
+    with serve(db_url) as base:
+        yield base
 
 
 @pytest.fixture
@@ -91,6 +56,7 @@ def test_every_page_renders_its_charts_in_chromium(served: str, drift_ids: Drift
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         # Streamlit scrolls inside its main block, so a tall window shows the whole page.
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        log_in(page, served, "olga", PW)
         for path, title, least in PAGES:
             sep = "&" if "?" in path else "?"
             rng = "" if "range=" in path else f"{sep}range=24h"

@@ -1,0 +1,7 @@
+"""Accounts & audit log (placeholder)."""
+
+import streamlit as st
+
+
+def render() -> None:
+    st.title("Accounts & audit log")

@@ -1,0 +1,7 @@
+"""My ratings (placeholder)."""
+
+import streamlit as st
+
+
+def render() -> None:
+    st.title("My ratings")

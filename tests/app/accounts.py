@@ -1,0 +1,67 @@
+"""Accounts for dashboard tests, and AppTest runs of the whole app as a given user.
+
+``as_user`` runs ``app/main.py`` (the real navigation and role guard) with the session
+already logged in as an account, then opens a page by its url path, as a browser would on
+a link to ``/url_path``.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+from streamlit.util import calc_hash
+
+from app.session import SEEN_KEY, USER_KEY
+from db.queries.users import add_user
+from diffwatch.auth.passwords import hash_password
+
+PW = "correct horse battery"
+_HASH = hash_password(PW)  # one argon2 hash for every test account (hashing is slow)
+
+
+def add_account(conninfo: str, username: str, role: str, password: str = PW) -> int:
+    """Create an account and return its id."""
+    pw_hash = _HASH if password == PW else hash_password(password)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        add_user(conn, username, role, pw_hash, actor="test")
+        row = conn.execute("SELECT id FROM users WHERE username = %s", (username,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def as_user(
+    conninfo: str,
+    monkeypatch: pytest.MonkeyPatch,
+    user_id: int | None,
+    page: str | None = None,
+    **params: str,
+) -> AppTest:
+    """Run the app logged in as ``user_id`` (None: anonymous), on ``page`` if given."""
+    import time
+
+    monkeypatch.setenv("DIFFWATCH_APP_CONNINFO", conninfo)
+    st.cache_data.clear()  # results are cached per arguments, not per database
+    at = AppTest.from_file("../../app/main.py", default_timeout=60)
+    if user_id is not None:
+        at.session_state[USER_KEY] = user_id
+        at.session_state[SEEN_KEY] = time.time()
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    if page is not None:
+        # st.Page names a callable page by the hash of its url path; AppTest.switch_page
+        # only knows file pages, so set what a browser's link to /page would send.
+        at._page_hash = calc_hash(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything the run drew as text, markdown, titles and messages, in one string."""
+    parts = [e.value for kind in ("title", "header", "subheader", "markdown", "caption",
+                                  "text", "info", "warning", "error", "success")
+             for e in at.get(kind)]  # fmt: skip
+    return "\n".join(str(p) for p in parts)
