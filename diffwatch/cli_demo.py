@@ -19,7 +19,7 @@ from scoring.clip_config import DEFAULT_MODEL, DEFAULT_PRETRAINED
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from diffwatch.demo.run import DemoResult, Progress
+    from diffwatch.demo.run import DemoResult, Progress, ReviewReport
     from diffwatch.demo.scoring import ScoringReport
 
 
@@ -40,6 +40,9 @@ HELP = (
     "against the rest), re-generation of a few logged prompts and of the shipped golden set. "
     "Without --pipeline (or DIFFWATCH_PIPELINE) they use a tiny random-weight pipeline, and "
     "without CLIP weights a tiny random-weight CLIP; such runs are labelled demo runs.\n\n"
+    "Then it creates the demo accounts (admin, ops, rater1, rater2) with new random passwords, "
+    "printed at the end and written to OUT/credentials.txt (mode 0600), queues scored images "
+    "for review and has two simulated raters rate most of them through the real queue.\n\n"
     "Re-running adds only the minutes the database does not hold yet: nothing is stored twice."
 )
 
@@ -99,6 +102,13 @@ def demo(
     drift: Annotated[
         bool, typer.Option("--drift/--no-drift", help="Run the drift checks at the end.")
     ] = True,
+    accounts: Annotated[
+        bool,
+        typer.Option(
+            "--accounts/--no-accounts",
+            help="Create the demo accounts (new passwords each run) and seed review ratings.",
+        ),
+    ] = True,
     pipeline: Annotated[
         str | None,
         typer.Option(
@@ -135,6 +145,7 @@ def demo(
             clip_model_config=clip_model_config,
         ),
         drift=DriftDemoOptions(pipeline=pipeline) if drift else None,
+        review=accounts,
     )
     show = not as_json and sys.stderr.isatty()
     try:
@@ -287,6 +298,8 @@ def _print_summary(r: DemoResult, url: str) -> None:
         _print_scoring(r.scoring)
     if r.drift:
         _print_drift(r.drift)
+    if r.review:
+        _print_review(r.review)
     if r.rollups:
         echo(
             f"rollups refreshed for the dashboard: {r.rollups.get('generations', 0)} "
@@ -308,6 +321,27 @@ def _print_summary(r: DemoResult, url: str) -> None:
         "  e.g. SELECT model_version, deployment, count(*), round(avg(inference_ms)) AS "
         "avg_inference_ms FROM generations GROUP BY 1, 2;"
     )
+    if r.accounts:
+        from diffwatch.demo.accounts import credentials_text
+
+        echo("")
+        echo(
+            "log in with these demo accounts (new passwords on every run; also in "
+            f"{r.credentials_file}, readable by you only):"
+        )
+        echo(credentials_text(r.accounts), nl=False)
+
+
+def _print_review(rv: ReviewReport) -> None:
+    queued = ", ".join(f"{k} {v}" for k, v in rv.queued.items())
+    raters = ", ".join(f"{k} {v}" for k, v in rv.by_rater.items())
+    typer.echo(
+        f"review: queued items per reason: {queued}; {rv.ratings} simulated ratings stored "
+        f"({raters}; {rv.two_raters} items rated by both), {rv.skips} skips; "
+        f"{rv.open_items} items left open for the raters"
+    )
+    if not rv.clip and rv.ratings:
+        typer.echo("  no CLIP scores: the simulated ratings do not follow one (demo data only)")
 
 
 def _print_scoring(sc: ScoringReport) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,11 +15,26 @@ import psycopg
 
 from collectors.logs.collector import CollectSummary, LogCollector
 from db.queries import demo as demo_sql
+from db.queries import explorer as explorer_sql
+from db.queries import review as review_sql
 from db.queries import rollups
 from diffwatch.demo import store
+from diffwatch.demo.accounts import (
+    CREDENTIALS_FILE,
+    DemoAccount,
+    ensure_accounts,
+    write_credentials,
+)
 from diffwatch.demo.drift import DriftDemoOptions, run_demo_drift
 from diffwatch.demo.files import log_glob
 from diffwatch.demo.fleet import SOURCE, build_fleet
+from diffwatch.demo.raters import (
+    DEMO_RATERS,
+    ItemFeatures,
+    Percentiles,
+    rater_rng,
+    simulate_rating,
+)
 from diffwatch.demo.scoring import ScoreOptions, ScoringReport, load_scorers, score_demo
 from diffwatch.demo.service import (
     ServiceStats,
@@ -28,8 +43,22 @@ from diffwatch.demo.service import (
     minutes_to_simulate,
 )
 from diffwatch.demo.traffic import MODEL, Minute
+from scoring.review_policy import ReviewPolicy
 
 COLLECT_POLL_S = 0.2  # pause between collector passes while the service writes (s)
+# The review queue sized for the demo's default scored sample (600 images, about 60 of them
+# canary): about 100 items, 30 % of them to be rated twice so agreement has overlap.
+DEMO_REVIEW_POLICY = ReviewPolicy(
+    random_per_version=30,
+    low_clip_quantile=0.1,
+    low_clip_max=20,
+    nsfw_flagged_max=15,
+    canary_max=20,
+    k2_share=0.3,
+)
+LEAVE_OPEN = 15  # items left unrated so a rater logging in has work (at most a quarter)
+RATER1_TURNS = 3  # rater1 takes 3 of every 5 turns: their throughputs differ
+LEASE_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +72,7 @@ class DemoOptions:
     end: datetime | None = None  # default: now
     score: ScoreOptions | None = field(default_factory=ScoreOptions)  # None: no scoring
     drift: DriftDemoOptions | None = field(default_factory=DriftDemoOptions)  # None: skip
+    review: bool = True  # demo accounts and simulated ratings (False: skip both)
 
 
 @dataclass
@@ -73,15 +103,34 @@ class DemoResult:
     scoring: ScoringReport | None = None
     drift: dict[str, Any] | None = None
     rollups: dict[str, int] = field(default_factory=dict)  # raw rows rolled up, per table
+    accounts: list[DemoAccount] = field(default_factory=list)  # with plain-text passwords
+    credentials_file: str | None = None
+    review: ReviewReport | None = None
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (counts, ISO times, seconds)."""
+        """JSON-ready form (counts, ISO times, seconds); passwords only in the file."""
         d = asdict(self)
         d["collected"] = self.collected.as_dict()
+        d["accounts"] = [
+            {"username": a.username, "role": a.role, "created": a.created} for a in self.accounts
+        ]
         d["elapsed_s"] = round(self.elapsed_s, 2)
         return d
+
+
+@dataclass
+class ReviewReport:
+    """The demo's review step: items queued per reason, simulated ratings, what is left."""
+
+    queued: dict[str, int]  # items that newly carry each reason
+    ratings: int  # ratings stored by this run
+    by_rater: dict[str, int]
+    skips: int
+    two_raters: int  # items that got their second rating in this run
+    open_items: int  # items still waiting for a rating (in the whole queue)
+    clip: bool  # whether the rated items had CLIP scores to follow
 
 
 def _iso(minute: int) -> str:
@@ -147,6 +196,16 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
             clip_label=clip[1] if clip else None,
             progress=progress.drift,
         )
+    accounts: list[DemoAccount] = []
+    credentials = review = None
+    if opts.review:
+        accounts, credentials, review = run_demo_review(
+            conninfo,
+            opts.out,
+            datetime.fromtimestamp(end * 60, UTC),
+            opts.hours,
+            opts.seed,
+        )
     with psycopg.connect(conninfo) as conn:
         # The dashboard reads rollups only: bring them up to date with what was stored.
         rolled = rollups.refresh(conn, rollups.DEFAULT_MINUTE_RETENTION).rows
@@ -166,8 +225,91 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
         scoring=scoring,
         drift=drift,
         rollups=rolled,
+        accounts=accounts,
+        credentials_file=str(credentials) if credentials else None,
+        review=review,
         elapsed_s=time.perf_counter() - t0,
         notes=notes,
+    )
+
+
+def run_demo_review(
+    conninfo: str,
+    out: Path,
+    end: datetime,
+    hours: float,
+    seed: int,
+    policy: ReviewPolicy = DEMO_REVIEW_POLICY,
+    leave_open: int = LEAVE_OPEN,
+) -> tuple[list[DemoAccount], Path, ReviewReport]:
+    """Create the demo accounts, queue scored generations for review, simulate two raters.
+
+    The accounts get new passwords, written to ``out``/credentials.txt (0600). Items of the
+    ``hours`` before ``end`` are queued by ``policy``; the simulated raters claim and rate
+    them through the real queue (leases, K, audit log) until ``leave_open`` items are left
+    open (at most a quarter of the open items).
+    """
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        accounts = ensure_accounts(conn)
+        credentials = write_credentials(out / CREDENTIALS_FILE, accounts)
+        ids = {a.username: a.user_id for a in accounts}
+        queued = review_sql.enqueue(conn, replace(policy, window_h=hours), end)
+        open_now = review_sql.queue_stats(conn).open_items
+        keep = min(leave_open, open_now // 4)
+        report = ReviewReport(queued, 0, {r.username: 0 for r in DEMO_RATERS}, 0, 0, 0, False)
+        scale = Percentiles()
+        seen: dict[int, ItemFeatures] = {}
+        done: set[str] = set()  # raters with nothing left to claim
+        turn = 0
+        while open_now > keep and len(done) < len(DEMO_RATERS):
+            rater = DEMO_RATERS[0 if turn % 5 < RATER1_TURNS else 1]
+            turn += 1
+            if rater.username in done:
+                rater = next(r for r in DEMO_RATERS if r.username not in done)
+            name = rater.username
+            item = review_sql.claim_next(conn, name, ids[name], LEASE_S)
+            if item is None:
+                done.add(name)
+                continue
+            gid = item.generation_id
+            if gid not in seen:
+                seen[gid] = _features(conn, item, scale)
+                report.clip = report.clip or seen[gid].clip_pct is not None
+            rating = simulate_rating(seen[gid], rater, rater_rng(seed, name, gid), seed)
+            if rating is None:
+                report.skips += review_sql.skip(conn, item.item_id, name)
+                continue
+            stored = review_sql.rate(
+                conn,
+                item.item_id,
+                name,
+                ids[name],
+                rating.quality,
+                rating.adherence,
+                list(rating.flags),
+                rating.comment,
+            )
+            report.ratings += stored
+            report.by_rater[name] += stored
+            if item.n_ratings + 1 >= item.required_ratings:
+                open_now -= 1
+                report.two_raters += item.required_ratings > 1
+        report.open_items = review_sql.queue_stats(conn).open_items
+    return accounts, credentials, report
+
+
+def _features(conn: psycopg.Connection, item: Any, scale: Percentiles) -> ItemFeatures:
+    """What a simulated rater sees of a claimed item (its CLIP score as a percentile)."""
+    detail = explorer_sql.generation_detail(conn, item.generation_id)
+    clips = (
+        [s for s in detail.scores if s.scorer == "clip" and s.value is not None] if detail else []
+    )
+    clip = max(clips, key=lambda s: s.scored_at).value if clips else None
+    return ItemFeatures(
+        generation_id=item.generation_id,
+        clip_pct=scale.add(float(clip)) if clip is not None else None,
+        nsfw_flagged=item.nsfw_flagged,
+        canary=bool(detail and detail.generation.deployment == "canary"),
     )
 
 

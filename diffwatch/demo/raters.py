@@ -1,0 +1,148 @@
+"""Simulated human raters for the demo (pure: no database, no clock).
+
+A simulated rater "looks at" an item through what the database knows about it: where its
+CLIP score ranks among the items seen (``clip_pct``), whether NudeNet flagged it, and
+whether it came from the canary. The ratings are made up *from* the CLIP score, with noise
+and a per-rater bias, so the rating analytics have something to show (a clearly positive
+CLIP-vs-adherence correlation, a harsher rater, some NSFW disagreements). They are demo
+data: they say nothing about how well CLIP tracks real people.
+
+Each item has a hidden "true" adherence and quality drawn from its features with an RNG
+seeded by (seed, generation id), shared by all raters, so two raters of one item agree
+more than chance (Krippendorff's alpha is positive); each rater adds their own noise.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from dataclasses import dataclass
+
+# What a rater may write as a comment (short, like real ones); picked at random.
+COMMENTS_LOW: tuple[str, ...] = (
+    "wrong number of shapes",
+    "colours do not match the prompt",
+    "background is not what was asked",
+    "shapes in the wrong place",
+)
+COMMENTS_HIGH: tuple[str, ...] = ("clean, matches the prompt", "good", "nice and sharp")
+COMMENT_P = 0.15  # share of ratings with a comment
+ARTIFACTS_P = 0.06  # base rate of the artifacts flag (more on low-quality items)
+GARBLED_TEXT_P = 0.03
+
+
+@dataclass(frozen=True)
+class ItemFeatures:
+    """What a simulated rater sees of an item.
+
+    ``clip_pct``: the item's CLIP score as a percentile in [0, 1] among the demo's items
+    (None: not scored by CLIP). ``nsfw_flagged``: NudeNet's flag (None: not scored).
+    """
+
+    generation_id: int
+    clip_pct: float | None
+    nsfw_flagged: bool | None
+    canary: bool
+
+
+@dataclass(frozen=True)
+class RaterProfile:
+    """How one simulated rater rates: ``bias`` shifts both scores (negative: harsher),
+    ``noise`` is the standard deviation of their own error (in rating points)."""
+
+    username: str
+    bias: float = 0.0
+    noise: float = 0.5
+    nsfw_disagree: float = 0.15  # chance to disagree with NudeNet on a flagged item
+    nsfw_false_flag: float = 0.01  # chance to flag an item NudeNet did not flag
+    skip_p: float = 0.02  # chance to skip the item instead of rating it
+
+
+@dataclass(frozen=True)
+class SimRating:
+    """A rating as ``db.queries.review.rate`` takes it."""
+
+    quality: int
+    adherence: int
+    flags: tuple[str, ...]
+    comment: str | None
+
+
+# rater1 a little more generous and steadier, rater2 harsher: the deviation page shows it.
+DEMO_RATERS: tuple[RaterProfile, ...] = (
+    RaterProfile("rater1", bias=0.15, noise=0.45),
+    RaterProfile("rater2", bias=-0.45, noise=0.6, nsfw_disagree=0.25),
+)
+
+
+def item_truth(item: ItemFeatures, seed: int) -> tuple[float, float]:
+    """The item's hidden (adherence, quality) on the 1..5 scale, shared by every rater."""
+    rng = random.Random(f"diffwatch-demo-item:{seed}:{item.generation_id}")
+    if item.clip_pct is not None:
+        base = item.clip_pct  # follows CLIP: the analytics show a positive correlation
+        spread = 0.35
+    else:
+        # No CLIP score to follow: the canary is off-prompt more often (as it is drawn).
+        base = 0.45 if item.canary else 0.65
+        spread = 0.6
+    adherence = 1.0 + 4.0 * base + rng.gauss(0.0, spread)
+    quality = 1.6 + 2.6 * base + rng.gauss(0.0, 0.5)  # quality follows adherence loosely
+    return adherence, quality
+
+
+def simulate_rating(
+    item: ItemFeatures, rater: RaterProfile, rng: random.Random, seed: int = 0
+) -> SimRating | None:
+    """One rater's rating of one item, or None when the rater skips it.
+
+    ``rng`` draws this rater's noise and choices; ``seed`` fixes the item's hidden truth.
+    """
+    if rng.random() < rater.skip_p:
+        return None
+    true_adherence, true_quality = item_truth(item, seed)
+    adherence = _score(true_adherence + rater.bias + rng.gauss(0.0, rater.noise))
+    quality = _score(true_quality + rater.bias + rng.gauss(0.0, rater.noise))
+    flags = []
+    if item.nsfw_flagged:
+        if rng.random() >= rater.nsfw_disagree:
+            flags.append("nsfw")
+    elif rng.random() < rater.nsfw_false_flag:
+        flags.append("nsfw")
+    if rng.random() < ARTIFACTS_P * (2.5 if quality <= 2 else 1.0):
+        flags.append("artifacts")
+    if rng.random() < GARBLED_TEXT_P:
+        flags.append("garbled_text")
+    comment = None
+    if rng.random() < COMMENT_P:
+        pool = COMMENTS_LOW if adherence <= 3 else COMMENTS_HIGH
+        comment = pool[rng.randrange(len(pool))]
+    return SimRating(quality, adherence, tuple(sorted(flags)), comment)
+
+
+def rater_rng(seed: int, rater: str, generation_id: int) -> random.Random:
+    """The RNG of one rater on one item: the same rating whatever order items come in."""
+    return random.Random(f"diffwatch-demo-rater:{seed}:{rater}:{generation_id}")
+
+
+class Percentiles:
+    """Percentile ranks of CLIP scores against the scores seen so far (mid-rank for ties).
+
+    The demo learns an item's CLIP score only when a rater claims it, so the scale is
+    built as items come; after a few dozen items the ranks are stable.
+    """
+
+    def __init__(self, prior: list[float] | None = None) -> None:
+        self._seen: list[float] = sorted(prior or [])
+
+    def add(self, value: float) -> float:
+        """Record ``value`` and return its percentile in [0, 1] among all recorded."""
+        bisect.insort(self._seen, value)
+        lo = bisect.bisect_left(self._seen, value)
+        hi = bisect.bisect_right(self._seen, value)
+        n = len(self._seen)
+        return 0.5 if n == 1 else ((lo + hi - 1) / 2) / (n - 1)
+
+
+def _score(x: float) -> int:
+    """A continuous score rounded onto the 1..5 scale."""
+    return int(min(5, max(1, round(x))))
