@@ -396,3 +396,120 @@ def ratings_over_time(rows: Iterable[Any], bucket: str = "day") -> list[RatingsB
         s[1] += float(_get(row, "quality", 2))
         s[2] += float(_get(row, "adherence", 3))
     return [RatingsBucket(b, v, int(n), q / n, a / n) for (b, v), (n, q, a) in sorted(acc.items())]
+
+
+# --- human ratings per group (model versions page) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HumanSummary:
+    """Human ratings of one group (a model version or deployment).
+
+    Each rated image counts once, as the mean of its raters, so heavily re-rated images do
+    not weigh more: ``mean_*`` is the mean over images of those per-image means (1..5) and
+    ``*_low``/``*_high`` its 95% t-interval over images (None with fewer than 2 images).
+    ``nsfw_share``: share of images that any rater flagged nsfw (0..1).
+    """
+
+    group: str
+    n_items: int
+    n_ratings: int
+    mean_quality: float
+    quality_low: float | None
+    quality_high: float | None
+    mean_adherence: float
+    adherence_low: float | None
+    adherence_high: float | None
+    nsfw_share: float
+
+    def to_dict(self) -> dict:
+        """Plain JSON-safe dict."""
+        return _json(asdict(self))
+
+
+def human_summary(items: Iterable[Any]) -> list[HumanSummary]:
+    """Per group, sorted by group: ``items`` rows have ``group, item_id, n_ratings,
+    mean_quality, mean_adherence, human_nsfw`` (by name, or in that order)."""
+    by: dict[str, list[tuple[int, float, float, bool]]] = defaultdict(list)
+    for row in items:
+        by[str(_get(row, "group", 0))].append(
+            (
+                int(_get(row, "n_ratings", 2)),
+                float(_get(row, "mean_quality", 3)),
+                float(_get(row, "mean_adherence", 4)),
+                bool(_get(row, "human_nsfw", 5)),
+            )
+        )
+    out = []
+    for group in sorted(by):
+        rows = by[group]
+        q = np.array([r[1] for r in rows])
+        a = np.array([r[2] for r in rows])
+        out.append(
+            HumanSummary(
+                group=group,
+                n_items=len(rows),
+                n_ratings=sum(r[0] for r in rows),
+                mean_quality=float(q.mean()),
+                quality_low=_mean_ci(q)[0],
+                quality_high=_mean_ci(q)[1],
+                mean_adherence=float(a.mean()),
+                adherence_low=_mean_ci(a)[0],
+                adherence_high=_mean_ci(a)[1],
+                nsfw_share=sum(r[3] for r in rows) / len(rows),
+            )
+        )
+    return out
+
+
+def human_diff(
+    baseline: Sequence[float], candidate: Sequence[float]
+) -> tuple[float, float, float] | None:
+    """Candidate − baseline difference of per-image means, with Welch's 95% interval.
+
+    Returns ``(estimate, low, high)`` in scale points, or None when either side has fewer
+    than 2 images (no variance to build an interval from).
+    """
+    if len(baseline) < 2 or len(candidate) < 2:
+        return None
+    from analytics.intervals import sample_mean, welch_diff
+
+    d = welch_diff(sample_mean(baseline), sample_mean(candidate))
+    return d.estimate, d.low, d.high
+
+
+# --- agreement uncertainty -------------------------------------------------------------
+
+
+def alpha_bootstrap(
+    triples: Sequence[tuple[Any, Any, float]],
+    level: str = "ordinal",
+    draws: int = 500,
+    seed: int = 20_261_121,
+) -> tuple[float, float] | None:
+    """95% percentile bootstrap interval of Krippendorff's alpha, resampling items.
+
+    Items rated at least twice are drawn with replacement (a drawn-again item gets a fresh
+    id, so its ratings count again); draws where alpha is undefined are dropped. None with
+    fewer than 5 pairable items or fewer than half the draws defined.
+    """
+    from analytics.agreement import krippendorff_alpha
+
+    by_item: dict[Any, list[tuple[Any, float]]] = defaultdict(list)
+    for item, rater, value in triples:
+        by_item[item].append((rater, value))
+    items = [rows for rows in by_item.values() if len(rows) >= 2]
+    if len(items) < 5:
+        return None
+    rng = np.random.default_rng(seed)
+    alphas = []
+    for _ in range(draws):
+        pick = rng.integers(0, len(items), len(items))
+        sample = [(k, r, v) for k, j in enumerate(pick) for r, v in items[j]]
+        a = krippendorff_alpha(sample, level).alpha
+        if a is not None:
+            alphas.append(a)
+    if len(alphas) < draws / 2:
+        return None
+    lo, hi = np.percentile(alphas, [2.5, 97.5])
+    return float(lo), float(hi)

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import psycopg
 
+from db.queries.dashboard_filters import Filters
+
 FIELDS = ("quality", "adherence")
 
 
@@ -86,15 +88,90 @@ def ratings(
     start: datetime,
     end: datetime,
     versions: Sequence[str] | None = None,
+    reason: str | None = None,
 ) -> list[RatingRow]:
-    """All ratings in ``[start, end)``, oldest first, with the generation's model version."""
+    """All ratings in ``[start, end)``, oldest first, with the generation's model version.
+
+    ``reason`` keeps only items queued for that reason (``"random"``: the unbiased sample),
+    whatever other reasons they also carry.
+    """
+    where = _where(versions)
+    if reason is not None:
+        where += " AND %(reason)s = ANY(i.reasons)"
     rows = conn.execute(
         "SELECT rr.item_id, i.generation_id, rr.rater_username, rr.quality, rr.adherence,"
         " rr.flags, rr.rated_at, g.model_version, g.ts"
-        f" {_JOIN} WHERE {_where(versions)} ORDER BY rr.rated_at, rr.id",
-        _params(start, end, versions),
+        f" {_JOIN} WHERE {where} ORDER BY rr.rated_at, rr.id",
+        _params(start, end, versions) | {"reason": reason},
     ).fetchall()
     return [RatingRow(*r) for r in rows]
+
+
+class ReasonCount(NamedTuple):
+    """Rated items and ratings in the range that carry one queueing reason."""
+
+    reason: str  # random, low_clip, nsfw_flagged, canary
+    n_items: int
+    n_ratings: int
+
+
+def reason_counts(
+    conn: psycopg.Connection,
+    start: datetime,
+    end: datetime,
+    versions: Sequence[str] | None = None,
+) -> list[ReasonCount]:
+    """Per queueing reason, the items rated in the range and their ratings (an item with
+    two reasons counts under both), most ratings first."""
+    rows = conn.execute(
+        "SELECT r.reason, count(DISTINCT rr.item_id)::int, count(*)::int"
+        f" {_JOIN} CROSS JOIN LATERAL unnest(i.reasons) AS r(reason)"
+        f" WHERE {_where(versions)} GROUP BY r.reason ORDER BY 3 DESC, 1",
+        _params(start, end, versions),
+    ).fetchall()
+    return [ReasonCount(*r) for r in rows]
+
+
+class HumanItemRow(NamedTuple):
+    """One rated item of a generation in the page's filters, with its group's label."""
+
+    group: str  # model version, or deployment ('' when the generation has none)
+    item_id: int
+    n_ratings: int
+    mean_quality: float  # mean of its raters, 1..5
+    mean_adherence: float  # 1..5
+    human_nsfw: bool  # any rater flagged nsfw
+
+
+def human_items(conn: psycopg.Connection, f: Filters, by: str = "version") -> list[HumanItemRow]:
+    """Rated items of generations made in ``[f.start, f.end)`` that match ``f``'s model,
+    version, deployment and GPU filters, grouped by ``by`` ("version" or "deployment").
+
+    Unlike the other queries here the range is on the *generation* time (``g.ts``), so a
+    version is judged on the images it made in the range, whenever they were rated.
+    """
+    if by not in ("version", "deployment"):
+        raise ValueError(f"by: {by!r} is not one of version, deployment")
+    group = "g.model_version" if by == "version" else "coalesce(g.deployment, '')"
+    conds = ["g.ts >= %(start)s", "g.ts < %(end)s"]
+    params: dict = {"start": f.start, "end": f.end}
+    for col, values in (
+        ("g.model", f.models),
+        ("g.model_version", f.versions),
+        ("coalesce(g.deployment, '')", f.deployments),
+        ("coalesce(g.gpu_type, '')", f.gpu_types),
+    ):
+        if values:
+            key = f"p{len(params)}"
+            conds.append(f"{col} = ANY(%({key})s)")
+            params[key] = list(values)
+    rows = conn.execute(
+        f"SELECT {group}, i.id, count(*)::int, avg(rr.quality)::float8,"
+        " avg(rr.adherence)::float8, bool_or('nsfw' = ANY(rr.flags))"
+        f" {_JOIN} WHERE {' AND '.join(conds)} GROUP BY 1, i.id ORDER BY 1, i.id",
+        params,
+    ).fetchall()
+    return [HumanItemRow(*r) for r in rows]
 
 
 def clip_adherence(
