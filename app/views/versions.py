@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import data, sidebar
+from app import data, ratings_data, sidebar
+from db.queries.dashboard_filters import Filters
 
 
 def _pick(label: str, options: list[str], preferred: str, index_if_missing: int) -> str:
@@ -91,3 +92,81 @@ def render() -> None:
         else st.warning
     )
     box(v.summary)
+    _human(f, by, baseline, candidate)
+
+
+def _ci(low: float | None, high: float | None) -> str:
+    return "–" if low is None or high is None else f"{low:.2f} to {high:.2f}"
+
+
+def _human(f: Filters, by: str, baseline: str, candidate: str) -> None:
+    """Human ratings of the two sides, their differences, and a per-version table."""
+    from analytics.ratings import human_diff, human_summary
+
+    st.subheader("Human ratings")
+    items = ratings_data.human_items(f, by)
+    if not items:
+        st.info(
+            "No human ratings of images made in this time range. Ratings come from the "
+            "Review queue page (fill it with `diffwatch review enqueue`); widen the time "
+            "range to include images rated earlier."
+        )
+        return
+    per = {s.group: s for s in human_summary(items)}
+    rows = []
+    for label in (baseline, candidate):
+        s = per.get(label)
+        rows.append(
+            {
+                by: label,
+                "images rated": s.n_items if s else 0,
+                "ratings": s.n_ratings if s else 0,
+                "mean quality": s.mean_quality if s else None,
+                "quality 95% CI": _ci(s.quality_low, s.quality_high) if s else "–",
+                "mean adherence": s.mean_adherence if s else None,
+                "adherence 95% CI": _ci(s.adherence_low, s.adherence_high) if s else "–",
+                "human nsfw share": s.nsfw_share if s else None,
+            }
+        )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    for field in ("quality", "adherence"):
+        col = f"mean_{field}"
+        a = [getattr(r, col) for r in items if r.group == baseline]
+        b = [getattr(r, col) for r in items if r.group == candidate]
+        d = human_diff(a, b)
+        if d is None:
+            st.text(
+                f"Human {field}: {candidate} − {baseline} needs 2 or more rated images on "
+                f"each side (have {len(a)} and {len(b)})."
+            )
+        else:
+            st.text(
+                f"Human {field}: {candidate} − {baseline} = {d[0]:+.2f} points "
+                f"(95% CI {d[1]:+.2f} to {d[2]:+.2f}), from {len(b)} and {len(a)} images."
+            )
+    versions = human_summary(ratings_data.human_items(f, "version"))
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "version": s.group,
+                    "ratings": s.n_ratings,
+                    "images rated": s.n_items,
+                    "mean quality": s.mean_quality,
+                    "mean adherence": s.mean_adherence,
+                    "human nsfw share": s.nsfw_share,
+                }
+                for s in versions
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(
+        "Human ratings (1–5) of images generated in the time range and filters, whenever "
+        "they were rated. Each image counts once, as the mean of its raters; the 95% "
+        "intervals are t-intervals over images and the differences Welch intervals. "
+        "Images picked for review because they looked suspect (low CLIP, NSFW, canary) "
+        "pull means down: compare sides picked alike (Rating analytics has the random-"
+        "sample view). Human nsfw share: images any rater flagged nsfw."
+    )
