@@ -45,7 +45,7 @@ def guarded(url_path: str, module: str) -> Callable[[], None]:
 def main() -> None:
     """Build the navigation for whoever is logged in and run the chosen page."""
     from app.config import NoDatabase, conninfo
-    from app.session import current_user, login_page, logout
+    from app.session import current_user, login_page, logout, sync_cookie
     from diffwatch.auth.roles import allowed_pages
 
     st.set_page_config(page_title="diffwatch", layout="wide")
@@ -55,6 +55,7 @@ def main() -> None:
         st.error(str(exc))
         st.stop()
     user = current_user()
+    sync_cookie()
     if user is None:
         st.navigation([st.Page(login_page, title="Log in", url_path="login")]).run()
         return

@@ -1,14 +1,16 @@
 """Who is using this browser session: the login page, the role guard, logging out.
 
-The session keeps only the account id (in ``st.session_state``, which lives on the server).
-Every run re-reads the account, so removing, deactivating or re-roling someone takes effect
-on their next click. ``require`` is called by every page and before every write; it stops
-the run with an error for anyone without the role, and audits the refusal.
+A login makes a session (``db.queries.sessions``): a random token kept in this Streamlit
+session and, so that a reload or a shared link stays logged in, in a ``SameSite=Strict``
+cookie set by a line of JavaScript (Streamlit cannot set cookies from the server; the cookie
+is therefore not HttpOnly). Every run asks the database whether the session is live and
+re-reads the account, so logging out, a password change, deactivating, removing or
+re-roling someone takes effect on their next click. ``require_page`` runs before every
+page and ``require_write`` before every write; they stop the run with an error for anyone
+without the role, and audit the refusal.
 """
 
 from __future__ import annotations
-
-import time
 
 import psycopg
 import streamlit as st
@@ -17,9 +19,10 @@ from app.config import conninfo
 from db.queries.users import SessionUser
 from diffwatch.auth import roles
 
-USER_KEY = "diffwatch_user_id"
-SEEN_KEY = "diffwatch_seen_at"
-IDLE_TIMEOUT_S = 8 * 3600.0
+TOKEN_KEY = "diffwatch_session"
+COOKIE = "diffwatch_session"
+IDLE_TIMEOUT_S = 8 * 3600.0  # a session unused this long ends
+SESSION_TTL_S = 7 * 86400.0  # and every session ends this long after login
 
 
 def _conn() -> psycopg.Connection:
@@ -29,35 +32,57 @@ def _conn() -> psycopg.Connection:
 def client_ip() -> str | None:
     """The browser's address as Streamlit sees it (a proxy's, behind a reverse proxy)."""
     try:
-        return st.context.ip_address
+        ip = st.context.ip_address
     except Exception:  # no script run context (bare mode): no address
         return None
+    return ip if isinstance(ip, str) else None
+
+
+def _cookie_token() -> str | None:
+    try:
+        value = st.context.cookies.get(COOKIE)
+    except Exception:  # no script run context (bare mode): no cookies
+        return None
+    return value if isinstance(value, str) else None
 
 
 def current_user() -> SessionUser | None:
-    """The logged-in, still active account, or None (idle sessions time out)."""
-    from db.queries.users import active_user
+    """The account of this browser's live session, or None.
 
-    uid = st.session_state.get(USER_KEY)
-    if uid is None:
-        return None
-    now = time.time()
-    if now - st.session_state.get(SEEN_KEY, now) > IDLE_TIMEOUT_S:
-        _forget()
-        st.session_state["login_message"] = "You were logged out after 8 hours idle."
+    The session token comes from this Streamlit session, or after a reload from the
+    ``diffwatch_session`` cookie. The database decides every time whether it is still live
+    (not expired, idle, revoked, nor its account deactivated or removed).
+    """
+    from db.queries.sessions import session_user
+
+    token = st.session_state.get(TOKEN_KEY) or _cookie_token()
+    if not token:
         return None
     with _conn() as conn:
-        user = active_user(conn, int(uid))
+        user = session_user(conn, token, IDLE_TIMEOUT_S)
     if user is None:
-        _forget()
+        if st.session_state.pop(TOKEN_KEY, None) or _cookie_token():
+            st.session_state.setdefault("login_message", "Your session ended; log in again.")
+            st.session_state["cookie_js"] = _cookie_script(None)
         return None
-    st.session_state[SEEN_KEY] = now
+    st.session_state[TOKEN_KEY] = token
     return user
 
 
-def _forget() -> None:
-    for k in (USER_KEY, SEEN_KEY):
-        st.session_state.pop(k, None)
+def _cookie_script(token: str | None) -> str:
+    """JavaScript that stores (or, for None, deletes) the session cookie in the browser."""
+    value, age = (token, int(SESSION_TTL_S)) if token else ("", 0)
+    return (
+        f"<script>document.cookie = '{COOKIE}={value}; path=/; max-age={age}; samesite=strict'"
+        " + (location.protocol === 'https:' ? '; secure' : '');</script>"
+    )
+
+
+def sync_cookie() -> None:
+    """Send a pending cookie change to the browser (call once per run, in the main script)."""
+    js = st.session_state.pop("cookie_js", None)
+    if js:
+        st.html(js, unsafe_allow_javascript=True)
 
 
 def _deny(user: SessionUser | None, exc: roles.Forbidden, what: str) -> None:
@@ -111,8 +136,9 @@ def login_page() -> None:
         if getattr(st.user, "is_logged_in", False):
             with _conn() as conn:
                 res = single_sign_on(conn, st.user.get("email"), client_ip())
-            if res.ok and res.user:
-                _remember(res.user)
+                if res.ok and res.user:
+                    _remember(conn, res.user)
+            if res.ok:
                 st.rerun()
             st.error(res.message)
             st.button("Log out of single sign-on", on_click=st.logout)
@@ -126,30 +152,39 @@ def login_page() -> None:
     if sent:
         with _conn() as conn:
             res = attempt(conn, username, password, client_ip())
-        if res.ok and res.user:
-            _remember(res.user)
+            if res.ok and res.user:
+                _remember(conn, res.user)
+        if res.ok:
             st.rerun()
         st.error(res.message)
     st.caption("No account? An admin adds one with `diffwatch users add NAME --role rater`.")
 
 
-def _remember(user: SessionUser) -> None:
+def _remember(conn: psycopg.Connection, user: SessionUser) -> None:
+    from db.queries.sessions import create_session
+
+    token = create_session(conn, user.id, client_ip(), SESSION_TTL_S)
     st.session_state.clear()  # nothing from before the login carries over
-    st.session_state[USER_KEY] = user.id
-    st.session_state[SEEN_KEY] = time.time()
+    st.session_state[TOKEN_KEY] = token
+    st.session_state["cookie_js"] = _cookie_script(token)
 
 
 def logout(user: SessionUser) -> None:
     """End the session: give back a held review item, audit, forget the user."""
     from db.queries.review import release
+    from db.queries.sessions import revoke_session
     from db.queries.users import audit
 
     held = st.session_state.get("review_item_id")
+    token = st.session_state.get(TOKEN_KEY)
     with _conn() as conn:
         if held is not None:
             release(conn, int(held), user.username)
+        if token:
+            revoke_session(conn, token)
         audit(conn, user.username, "logout", user.username, {"ip": client_ip() or "unknown"})
     st.session_state.clear()
     st.session_state["login_message"] = "You are logged out."
+    st.session_state["cookie_js"] = _cookie_script(None)
     if sso_configured() and getattr(st.user, "is_logged_in", False):
         st.logout()

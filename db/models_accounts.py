@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     Text,
@@ -69,3 +70,25 @@ class AuditEntry(Base):
         Index(None, "at"),
         Index(None, "action", "at"),
     )
+
+
+class UserSession(Base):
+    """A dashboard login that survives page reloads: the browser keeps a random token in a
+    cookie, the database keeps only its SHA-256 (a stolen table cannot log anyone in)."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    token_sha256: Mapped[str] = mapped_column(Text)  # hex
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # absolute limit
+    ip: Mapped[str | None] = mapped_column(Text)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("token_sha256"),)

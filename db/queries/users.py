@@ -197,16 +197,49 @@ def remove_user(conn: psycopg.Connection, username: str, actor: str | None = "cl
 def set_password(
     conn: psycopg.Connection, username: str, password_hash: str, actor: str | None = "cli"
 ) -> None:
-    """Replace an account's hash and clear its lock (user.passwd); raise UnknownUser."""
+    """Replace an account's hash, clear its lock and end its dashboard sessions
+    (user.passwd); raise UnknownUser."""
     name = normalise_username(username)
     with conn.transaction():
-        _lock_user(conn, name)
+        uid, _, _ = _lock_user(conn, name)
         conn.execute(
             "UPDATE users SET password_hash = %s, failed_logins = 0, locked_until = NULL,"
             " updated_at = now() WHERE username = %s",
             (password_hash, name),
         )
+        _end_sessions(conn, uid)
         audit(conn, actor, "user.passwd", name)
+
+
+def _end_sessions(conn: psycopg.Connection, user_id: int) -> None:
+    conn.execute(
+        "UPDATE user_sessions SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
+        (user_id,),
+    )
+
+
+def set_active(
+    conn: psycopg.Connection, username: str, active: bool, actor: str | None = "cli"
+) -> bool:
+    """Activate or deactivate an account (user.active); return the old state.
+
+    A deactivated account cannot log in and its sessions end; its ratings and history stay.
+    The last active admin cannot be deactivated.
+    """
+    name = normalise_username(username)
+    with conn.transaction():
+        uid, role, old = _lock_user(conn, name)
+        if old == active:
+            return old
+        if not active:
+            if role == "admin":
+                _refuse_last_admin(conn, name, "deactivate it")
+            _end_sessions(conn, uid)
+        conn.execute(
+            "UPDATE users SET active = %s, updated_at = now() WHERE username = %s", (active, name)
+        )
+        audit(conn, actor, "user.active", name, {"from": old, "to": active})
+    return old
 
 
 def rehash_password(conn: psycopg.Connection, user_id: int, password_hash: str) -> None:

@@ -13,7 +13,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
-from app.session import SEEN_KEY, USER_KEY
+from app.session import SESSION_TTL_S, TOKEN_KEY
+from db.queries.sessions import create_session
 from db.queries.users import add_user
 from diffwatch.auth.passwords import hash_password
 
@@ -26,7 +27,9 @@ def add_account(conninfo: str, username: str, role: str, password: str = PW) -> 
     pw_hash = _HASH if password == PW else hash_password(password)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         add_user(conn, username, role, pw_hash, actor="test")
-        row = conn.execute("SELECT id FROM users WHERE username = %s", (username,)).fetchone()
+        row = conn.execute(
+            "SELECT id FROM users WHERE username = %s", (username.lower(),)
+        ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -39,14 +42,12 @@ def as_user(
     **params: str,
 ) -> AppTest:
     """Run the app logged in as ``user_id`` (None: anonymous), on ``page`` if given."""
-    import time
-
     monkeypatch.setenv("DIFFWATCH_APP_CONNINFO", conninfo)
     st.cache_data.clear()  # results are cached per arguments, not per database
     at = AppTest.from_file("../../app/main.py", default_timeout=60)
     if user_id is not None:
-        at.session_state[USER_KEY] = user_id
-        at.session_state[SEEN_KEY] = time.time()
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            at.session_state[TOKEN_KEY] = create_session(conn, user_id, None, SESSION_TTL_S)
     for k, v in params.items():
         at.query_params[k] = v
     at.run()
