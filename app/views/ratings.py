@@ -188,7 +188,7 @@ def _raters(start: datetime, end: datetime, versions: tuple[str, ...]) -> None:
             if abs(s.quality_deviation or 0) >= abs(s.adherence_deviation or 0)
             else s.adherence_deviation
         ) or 0
-        return f"rates {'higher' if sign > 0 else 'lower'} than the others: review"
+        return f"rates {'higher' if sign > 0 else 'lower'}"
 
     table = pd.DataFrame(
         [

@@ -125,9 +125,7 @@ def test_raters_cannot_open_rating_analytics(conninfo, monkeypatch, seeded):
     assert "Rating analytics" not in [t.value for t in at.title]
 
 
-def test_versions_page_shows_human_ratings_per_side_and_version(
-    conninfo, monkeypatch, seeded, ops
-):
+def test_versions_page_shows_human_ratings_per_side_and_version(conninfo, monkeypatch, seeded, ops):
     at = as_user(conninfo, monkeypatch, ops, page="versions")
     assert at.title[0].value == "Model versions"
     quality, adherence = _item_means(seeded, 2), _item_means(seeded, 3)
@@ -141,9 +139,8 @@ def test_versions_page_shows_human_ratings_per_side_and_version(
         assert row["mean adherence"] == pytest.approx(np.mean([adherence[i] for i in mine]))
         half = stats.t.ppf(0.975, len(q) - 1) * q.std(ddof=1) / np.sqrt(len(q))
         assert row["quality 95% CI"] == f"{q.mean() - half:.2f} to {q.mean() + half:.2f}"
-    diff = (
-        np.mean([quality[i] for i in quality if seeded.deployment[i] == "canary"])
-        - np.mean([quality[i] for i in quality if seeded.deployment[i] == "stable"])
+    diff = np.mean([quality[i] for i in quality if seeded.deployment[i] == "canary"]) - np.mean(
+        [quality[i] for i in quality if seeded.deployment[i] == "stable"]
     )
     assert diff < 0  # v2 (canary) is rated lower by construction
     assert any(
@@ -185,4 +182,9 @@ def test_ratings_page_in_chromium(served: str) -> None:
         assert page.locator("[data-testid='stException']").count() == 0
         assert page.locator(".js-plotly-plot").count() == 2
         page.screenshot(path=str(shots / "ratings.png"))
+        # Streamlit scrolls inside its main block: bring the calibration to the top.
+        heading = page.get_by_role("heading", name="Calibration of the automatic scores")
+        heading.first.evaluate("e => e.scrollIntoView()")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(shots / "ratings-calibration.png"))
         browser.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -199,3 +200,52 @@ def test_end_to_end_figures(conn, seeded):
             "ordinal",
         ).alpha
     )
+
+
+def test_ratings_by_reason_and_reason_counts(conn, seeded, sql):
+    sql("UPDATE review_items SET reasons = ARRAY['low_clip','random'] WHERE id = %s", (seeded[1],))
+    sql("UPDATE review_items SET reasons = ARRAY['nsfw_flagged'] WHERE id = %s", (seeded[2],))
+    random = ra.ratings(conn, START, END, reason="random")
+    assert sorted({r.generation_id for r in random}) == [1, 3, 4]  # 1 keeps 'random'
+    assert len(random) == 5
+    flagged = ra.ratings(conn, START, END, reason="nsfw_flagged")
+    assert [(r.generation_id, r.rater_username) for r in flagged] == [(2, "alice"), (2, "bob")]
+    assert ra.ratings(conn, START, END, versions=["v2"], reason="low_clip") == []
+    assert ra.reason_counts(conn, START, END) == [
+        ("random", 3, 5),
+        ("low_clip", 1, 2),
+        ("nsfw_flagged", 1, 2),
+    ]
+    assert ra.reason_counts(conn, START, END, versions=["v2"]) == [("random", 1, 1)]
+
+
+def test_human_items_by_generation_time_and_filters(conn, seeded, sql):
+    from analytics.ratings import human_summary
+    from db.queries.dashboard_filters import Filters
+
+    made = Filters(start=T - timedelta(hours=3), end=T)  # the generations are at T − 2 h
+    rows = ra.human_items(conn, made, "version")
+    got = [(r.group, r.item_id, r.n_ratings, r.mean_quality, r.mean_adherence, r.human_nsfw)
+           for r in rows]  # fmt: skip
+    assert got == [
+        ("v1", seeded[1], 2, 3.0, 2.0, True),
+        ("v1", seeded[2], 2, 3.0, 3.5, False),
+        ("v1", seeded[3], 2, 4.5, 4.5, False),
+        ("v1", seeded[5], 1, 1.0, 1.0, True),  # rated two days later: still counts
+        ("v2", seeded[4], 1, 2.0, 5.0, False),
+    ]
+    v1, v2 = human_summary(rows)
+    assert (v1.group, v1.n_items, v1.n_ratings) == ("v1", 4, 7)
+    assert v1.mean_quality == pytest.approx((3 + 3 + 4.5 + 1) / 4)
+    assert v1.nsfw_share == 0.5 and v2.quality_low is None  # one image: no interval
+    assert {r.group for r in ra.human_items(conn, made, "deployment")} == {""}
+    assert [r.item_id for r in ra.human_items(conn, replace(made, versions=("v2",)))] == [seeded[4]]
+    assert ra.human_items(conn, replace(made, deployments=("canary",))) == []
+    sql("UPDATE generations SET deployment = 'canary', gpu_type = 'L4' WHERE id = 4")
+    canary = replace(made, deployments=("canary",), gpu_types=("L4",), models=("sd",))
+    assert [(r.group, r.item_id) for r in ra.human_items(conn, canary, "deployment")] == [
+        ("canary", seeded[4])
+    ]
+    assert ra.human_items(conn, Filters(start=T - timedelta(hours=1), end=END)) == []
+    with pytest.raises(ValueError, match="by: 'gpu'"):
+        ra.human_items(conn, made, "gpu")

@@ -226,3 +226,53 @@ def test_ratings_over_time_by_day_and_week():
     assert len(ratings_over_time(rows, "hour")) == 4
     with pytest.raises(ValueError, match="bucket"):
         ratings_over_time(rows, "month")
+
+
+# --- human ratings per group, alpha bootstrap --------------------------------------------
+
+
+def test_human_summary_per_image_means_and_intervals():
+    from analytics.ratings import human_summary
+
+    rows = [
+        ("v1", 1, 2, 3.0, 2.0, True),
+        {"group": "v1", "item_id": 2, "n_ratings": 1, "mean_quality": 5.0,
+         "mean_adherence": 4.0, "human_nsfw": False},
+        ("v2", 3, 3, 2.0, 1.0, False),
+    ]  # fmt: skip
+    v1, v2 = human_summary(rows)
+    assert (v1.group, v1.n_items, v1.n_ratings) == ("v1", 2, 3)
+    assert v1.mean_quality == 4.0 and v1.mean_adherence == 3.0 and v1.nsfw_share == 0.5
+    # sd of (3, 5) is sqrt(2); half-width t(0.975, 1) * sqrt(2) / sqrt(2)
+    assert v1.quality_low == pytest.approx(4.0 - T975_1)
+    assert v1.quality_high == pytest.approx(4.0 + T975_1)
+    assert (v2.n_items, v2.quality_low, v2.adherence_high) == (1, None, None)
+    assert human_summary([]) == []
+    json.dumps(v1.to_dict())
+
+
+def test_human_diff_welch_interval():
+    from scipy import stats
+
+    from analytics.ratings import human_diff
+
+    a, b = [3.0, 4.0, 5.0], [2.0, 2.0, 3.0, 3.0]
+    est, low, high = human_diff(a, b)
+    assert est == pytest.approx(2.5 - 4.0)
+    res = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    assert (low, high) == pytest.approx((res.low, res.high))
+    assert human_diff([3.0], b) is None
+
+
+def test_alpha_bootstrap_brackets_alpha_and_is_repeatable():
+    from analytics.agreement import krippendorff_alpha
+    from analytics.ratings import alpha_bootstrap
+
+    triples = [(i, r, 1 + (i + (r == "c" and i % 3 == 0)) % 5) for i in range(30) for r in "abc"]
+    alpha = krippendorff_alpha(triples).alpha
+    lo, hi = alpha_bootstrap(triples)
+    assert lo <= alpha <= hi and hi <= 1.0 and lo < hi
+    assert alpha_bootstrap(triples) == (lo, hi)  # seeded
+    assert alpha_bootstrap(triples[:12]) is None  # 4 items: too few
+    perfect = [(i, r, 1 + i % 5) for i in range(10) for r in "ab"]
+    assert alpha_bootstrap(perfect) == (1.0, 1.0)
