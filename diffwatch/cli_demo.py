@@ -338,7 +338,7 @@ def _print_review(rv: ReviewReport) -> None:
     typer.echo(
         f"review: queued items per reason: {queued}; {rv.ratings} simulated ratings stored "
         f"({raters}; {rv.two_raters} items rated by both), {rv.skips} skips; "
-        f"{rv.open_items} items left open for the raters"
+        f"{rv.open_items} items left open for the raters ({rv.elapsed_s:.1f} s)"
     )
     if not rv.clip and rv.ratings:
         typer.echo("  no CLIP scores: the simulated ratings do not follow one (demo data only)")

@@ -71,7 +71,7 @@ class SimRating:
 # rater1 a little more generous and steadier, rater2 harsher: the deviation page shows it.
 DEMO_RATERS: tuple[RaterProfile, ...] = (
     RaterProfile("rater1", bias=0.15, noise=0.45),
-    RaterProfile("rater2", bias=-0.45, noise=0.6, nsfw_disagree=0.25),
+    RaterProfile("rater2", bias=-0.45, noise=0.6, nsfw_disagree=0.25, skip_p=0.04),
 )
 
 

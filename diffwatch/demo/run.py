@@ -131,6 +131,7 @@ class ReviewReport:
     two_raters: int  # items that got their second rating in this run
     open_items: int  # items still waiting for a rating (in the whole queue)
     clip: bool  # whether the rated items had CLIP scores to follow
+    elapsed_s: float = 0.0
 
 
 def _iso(minute: int) -> str:
@@ -249,6 +250,7 @@ def run_demo_review(
     them through the real queue (leases, K, audit log) until ``leave_open`` items are left
     open (at most a quarter of the open items).
     """
+    t0 = time.perf_counter()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         accounts = ensure_accounts(conn)
         credentials = write_credentials(out / CREDENTIALS_FILE, accounts)
@@ -295,6 +297,7 @@ def run_demo_review(
                 open_now -= 1
                 report.two_raters += item.required_ratings > 1
         report.open_items = review_sql.queue_stats(conn).open_items
+    report.elapsed_s = round(time.perf_counter() - t0, 2)
     return accounts, credentials, report
 
 
