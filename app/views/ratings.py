@@ -30,7 +30,7 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def _reliability(alpha: float | None) -> str:
-    """Krippendorff's reading of an alpha (2004, §12.4)."""
+    """Krippendorff's reading of an alpha ("Computing Krippendorff's Alpha-Reliability", 2011)."""
     if alpha is None:
         return "undefined"
     if alpha >= 0.8:
@@ -153,7 +153,15 @@ def _agreement(start: datetime, end: datetime, versions: tuple[str, ...]) -> Non
             "overlap share) and let different raters rate them."
         )
         return
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.3f")
+            for c in ("alpha", "95% CI low", "95% CI high")
+        },
+    )
     few = min(r["items (2+ ratings)"] for r in rows)
     if few < 20:
         st.warning(

@@ -95,6 +95,15 @@ def render() -> None:
     _human(f, by, baseline, candidate)
 
 
+def _formats() -> dict:
+    """Column formats of the human-rating tables."""
+    return {
+        "mean quality": st.column_config.NumberColumn(format="%.2f"),
+        "mean adherence": st.column_config.NumberColumn(format="%.2f"),
+        "human nsfw share": st.column_config.NumberColumn(format="percent"),
+    }
+
+
 def _ci(low: float | None, high: float | None) -> str:
     return "–" if low is None or high is None else f"{low:.2f} to {high:.2f}"
 
@@ -128,7 +137,7 @@ def _human(f: Filters, by: str, baseline: str, candidate: str) -> None:
                 "human nsfw share": s.nsfw_share if s else None,
             }
         )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config=_formats())
     for field in ("quality", "adherence"):
         col = f"mean_{field}"
         a = [getattr(r, col) for r in items if r.group == baseline]
@@ -161,6 +170,7 @@ def _human(f: Filters, by: str, baseline: str, candidate: str) -> None:
         ),
         hide_index=True,
         width="stretch",
+        column_config=_formats(),
     )
     st.caption(
         "Human ratings (1–5) of images generated in the time range and filters, whenever "

@@ -157,6 +157,15 @@ def test_versions_page_shows_human_ratings_per_side_and_version(conninfo, monkey
         assert row["human nsfw share"] == pytest.approx(np.mean(nsfw))
 
 
+def test_versions_page_says_when_nothing_was_rated(conninfo, monkeypatch, ops, tmp_path):
+    from tests.app.dataset import seed
+
+    seed(conninfo, tmp_path / "images")  # scored generations, no review items
+    at = as_user(conninfo, monkeypatch, ops, page="versions")
+    assert any(i.value.startswith("No human ratings of images") for i in at.info)
+    assert len(at.dataframe) == 1  # the comparison only
+
+
 @pytest.fixture
 def served(db_url: str, conninfo: str, seeded: Seeded) -> Iterator[str]:
     add_account(conninfo, "olga", "ops")
@@ -187,4 +196,11 @@ def test_ratings_page_in_chromium(served: str) -> None:
         heading.first.evaluate("e => e.scrollIntoView()")
         page.wait_for_timeout(300)
         page.screenshot(path=str(shots / "ratings-calibration.png"))
+        page.goto(f"{served}/versions?range=24h", wait_until="networkidle")
+        heading = page.get_by_role("heading", name="Human ratings").first
+        heading.wait_for(timeout=60_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        heading.evaluate("e => e.scrollIntoView()")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(shots / "versions-human.png"))
         browser.close()
