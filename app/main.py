@@ -1,8 +1,10 @@
 """The diffwatch dashboard: ``diffwatch app`` runs ``streamlit run`` on this file.
 
-Someone who is not logged in gets only the login page. After login the navigation holds only
-the pages the account's role may open (``diffwatch.auth.roles.PAGE_ROLES``), and each page
-checks the role again on the server before it draws anything.
+Someone who is not logged in gets only the login page, at every address (so a shared link
+opens its page once they have logged in). After login the navigation lists only the pages the
+account's role may open (``diffwatch.auth.roles.PAGE_ROLES``); the others stay reachable by
+address only to say "Not allowed", because each page checks the role again on the server
+before it draws anything.
 """
 
 from __future__ import annotations
@@ -42,6 +44,17 @@ def guarded(url_path: str, module: str) -> Callable[[], None]:
     return page
 
 
+def login_at(url_path: str) -> Callable[[], None]:
+    """The login page, served at ``url_path`` so the page opens there after login."""
+    from app.session import login_page
+
+    def page() -> None:
+        login_page()
+
+    page.__name__ = f"login_{url_path.replace('-', '_')}"
+    return page
+
+
 def main() -> None:
     """Build the navigation for whoever is logged in and run the chosen page."""
     from app.config import NoDatabase, conninfo
@@ -57,17 +70,28 @@ def main() -> None:
     user = current_user()
     sync_cookie()
     if user is None:
-        st.navigation([st.Page(login_page, title="Log in", url_path="login")]).run()
+        login = [st.Page(login_page, title="Log in", url_path="login", default=True)]
+        hidden = [
+            st.Page(login_at(url_path), title="Log in", url_path=url_path, visibility="hidden")
+            for url_path, *_ in PAGES
+        ]
+        st.navigation(login + hidden, position="hidden").run()
         return
     mine = set(allowed_pages(user.role))
     sections: dict[str, list[st.Page]] = {}
     first = True
     for url_path, title, section, module in PAGES:
-        if url_path in mine:
-            sections.setdefault(section, []).append(
-                st.Page(guarded(url_path, module), title=title, url_path=url_path, default=first)
+        listed = url_path in mine
+        sections.setdefault(section if listed else "", []).append(
+            st.Page(
+                guarded(url_path, module),
+                title=title,
+                url_path=url_path,
+                default=listed and first,
+                visibility="visible" if listed else "hidden",
             )
-            first = False
+        )
+        first = first and not listed
     nav = st.navigation(sections)
     with st.sidebar:
         st.text(f"Logged in as {user.username} ({user.role})")

@@ -327,10 +327,15 @@ def recent_audit(
     limit: int = 100,
     action: str | None = None,
     since: datetime | None = None,
+    actor: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Newest audit rows first; ``action`` exact, or a prefix ending in '.' ('user.')."""
+    """Newest audit rows first; ``action`` exact, or a prefix ending in '.' ('user.');
+    ``actor`` an exact username (any case)."""
     where: list[str] = []
     params: list[Any] = []
+    if actor:
+        where.append("actor = %s")
+        params.append(actor.strip().lower())
     if action:
         if action.endswith("."):
             where.append("action LIKE %s")

@@ -103,3 +103,41 @@ def test_every_page_renders_its_charts_in_chromium(served: str, drift_ids: Drift
         page.wait_for_timeout(500)
         assert "version=v2" in page.url and "range=6h" in page.url
         browser.close()
+
+
+@pytest.mark.slow
+def test_login_survives_a_reload_and_a_rater_sees_only_the_review_pages(
+    db_url: str, conninfo: str, tmp_path: Path
+) -> None:
+    """The real browser: the login page for strangers, the session cookie across reloads,
+    a rater's two-page navigation, typed URLs of other pages, and logging out."""
+    from playwright.sync_api import sync_playwright
+
+    seed(conninfo, tmp_path / "images")
+    add_account(conninfo, "rita", "rater")
+    with serve(db_url) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/cost", wait_until="networkidle")
+        page.get_by_role("heading", name="Log in to diffwatch").wait_for(timeout=60_000)
+        assert page.get_by_role("heading", name="Cost").count() == 0
+        assert page.locator("[data-testid='stSidebarNavLink']").count() == 0
+        log_in(page, base, "rita", PW)
+        page.get_by_role("heading", name="Review queue").wait_for(timeout=60_000)
+        cookie = {c["name"]: c for c in page.context.cookies()}["diffwatch_session"]
+        assert cookie["sameSite"] == "Strict" and len(cookie["value"]) >= 40
+        links = page.locator("[data-testid='stSidebarNavLink']")
+        assert sorted(links.all_inner_texts()) == ["My ratings", "Review queue"]
+        for path in ("cost", "admin", "ratings", "overview"):
+            page.goto(f"{base}/{path}", wait_until="networkidle")  # a reload: new session
+            page.get_by_text("Logged in as rita (rater)").wait_for(timeout=60_000)
+            page.get_by_text(f"Not allowed: page '{path}'").wait_for(timeout=60_000)
+            assert page.get_by_role("heading").count() == 0, path  # nothing of the page
+            assert page.locator("[data-testid='stSidebarNavLink']").count() == 2, path
+        page.get_by_role("button", name="Log out").click()
+        page.get_by_text("You are logged out.").wait_for(timeout=60_000)
+        page.wait_for_timeout(500)
+        page.goto(f"{base}/my-ratings", wait_until="networkidle")
+        page.get_by_role("heading", name="Log in to diffwatch").wait_for(timeout=60_000)
+        assert page.get_by_role("heading", name="My ratings").count() == 0
+        browser.close()

@@ -44,6 +44,7 @@ def login_form(at: AppTest, username: str, password: str) -> AppTest:
 
 @pytest.mark.parametrize("page", [None, "overview", "cost", "review", "admin", "ratings"])
 def test_anonymous_sees_only_the_login_page(page, conninfo, monkeypatch) -> None:
+    """At every address; after logging in there, that page opens (a shared link works)."""
     add_account(conninfo, "ada", "admin")
     at = as_user(conninfo, monkeypatch, None, page=page)
     assert title(at) == "Log in to diffwatch"
@@ -51,6 +52,9 @@ def test_anonymous_sees_only_the_login_page(page, conninfo, monkeypatch) -> None
     for other in ("Overview", "Cost", "Review queue", "Accounts", "Filters", "Logged in"):
         assert other not in shown, other
     assert len(at.get("plotly_chart")) == 0 and len(at.dataframe) == 0
+    if page in ("cost", "admin"):
+        at = login_form(at, "ada", PW)
+        assert title(at) == {"cost": "Cost", "admin": "Accounts & audit log"}[page]
 
 
 # -- the login form --------------------------------------------------------------------
@@ -123,12 +127,18 @@ def test_a_deactivated_account_cannot_log_in(conninfo) -> None:
 # -- roles -----------------------------------------------------------------------------
 
 
-def test_a_rater_is_sent_to_the_review_queue_from_every_other_page(conninfo, monkeypatch):
+def test_a_rater_typing_another_page_address_is_refused(conninfo, monkeypatch):
     rid = add_account(conninfo, "rita", "rater")
+    assert title(as_user(conninfo, monkeypatch, rid)) == "Review queue"  # the default
     for page in [*DASHBOARD, "admin"]:
         at = as_user(conninfo, monkeypatch, rid, page=page)
-        assert title(at) == "Review queue", page
-        assert "Filters" not in texts(at)  # no dashboard sidebar either
+        assert [e.value for e in at.error] == [
+            f"Not allowed: page {page!r}: needs the role "
+            f"{'admin' if page == 'admin' else 'admin or ops'}; you are rater."
+        ], page
+        assert title(at) == "" and "Filters" not in texts(at)  # nothing of the page drawn
+        assert not at.get("plotly_chart") and not at.dataframe
+    assert len(audit(conninfo, "access.denied")) == len(DASHBOARD) + 1
 
 
 @pytest.mark.parametrize(("role", "pages"), [
@@ -143,7 +153,8 @@ def test_staff_open_their_pages_and_ops_not_admin(role, pages, conninfo, monkeyp
     for page in pages:
         assert title(as_user(conninfo, monkeypatch, uid, page=page)) == titles[page], page
     if role == "ops":
-        assert title(as_user(conninfo, monkeypatch, uid, page="admin")) == "Overview"
+        at = as_user(conninfo, monkeypatch, uid, page="admin")
+        assert title(at) == "" and "Not allowed: page 'admin'" in at.error[0].value
 
 
 def _guarded_page(url_path: str, module: str) -> None:  # runs inside AppTest
