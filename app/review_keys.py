@@ -81,4 +81,5 @@ def legend() -> list[tuple[str, str]]:
         (SKIP_KEY, "skip this item"),
         (REVEAL_KEY, "reveal a blurred (NSFW-flagged) image"),
         (CLEAR_KEY, "clear the scores and flags"),
+        ("Esc", "leave the comment box (keys typed in it only write the comment)"),
     ]

@@ -206,43 +206,49 @@ def _prompt(item: ClaimedItem) -> None:
     st.dataframe(table, hide_index=True, width="content")
 
 
+def _on_digit(score: int) -> None:
+    st.session_state[CHOICE_KEY] = _choice().digit(score)
+
+
 def _score_row(field: Field, label: str, choice: Choice) -> None:
+    """A row of 1–5 buttons. The row the next digit sets carries the digit keys, on buttons
+    keyed ``review-digit-N`` whose callback is always ``Choice.digit``: a key pressed before
+    the browser has redrawn the rows still sets the score the server expects next."""
     current = choice.quality if field == "quality" else choice.adherence
     keyed = choice.next_field == field
     st.markdown(f"**{label}**" + ("  ← next digit" if keyed else ""))
-    for col, n in zip(st.columns(len(SCORES)), SCORES, strict=True):
-        col.button(
-            str(n),
-            key=f"review-{field}-{n}",
-            type="primary" if current == n else "secondary",
-            shortcut=str(n) if keyed else None,
-            on_click=_on_set,
-            args=(field, n),
-            width="stretch",
-        )
+    with st.container(key=f"review-row-{field}"):
+        for col, n in zip(st.columns(len(SCORES)), SCORES, strict=True):
+            col.button(
+                str(n),
+                key=f"review-digit-{n}" if keyed else f"review-{field}-{n}",
+                type="primary" if current == n else "secondary",
+                shortcut=str(n) if keyed else None,
+                on_click=_on_digit if keyed else _on_set,
+                args=(n,) if keyed else (field, n),
+                width="stretch",
+            )
 
 
 def _controls(item: ClaimedItem, choice: Choice) -> None:
     _score_row("quality", "Overall quality (1 = poor, 5 = excellent)", choice)
     _score_row("adherence", "Prompt adherence (1 = ignores it, 5 = exact)", choice)
     st.markdown("**Flags**")
-    for col, (flag, (key, label)) in zip(
-        st.columns(len(FLAG_KEYS)), FLAG_KEYS.items(), strict=True
-    ):
-        col.button(
-            label,
-            key=f"review-flag-{flag}",
-            type="primary" if flag in choice.flags else "secondary",
-            shortcut=key,
-            on_click=_on_toggle,
-            args=(flag,),
-            width="stretch",
-        )
+    with st.container(horizontal=True):  # sized to their labels, wrapping when narrow
+        for flag, (key, label) in FLAG_KEYS.items():
+            st.button(
+                label,
+                key=f"review-flag-{flag}",
+                type="primary" if flag in choice.flags else "secondary",
+                shortcut=key,
+                on_click=_on_toggle,
+                args=(flag,),
+            )
     st.text_input(
         "Comment (optional)",
         key=_comment_key(item.item_id),
         max_chars=2000,
-        placeholder="Press Enter to keep the comment, then Esc; keys work again",
+        placeholder="Enter keeps the comment; Esc leaves the box so the keys work again",
     )
     submit, skip, clear = st.columns(3)
     submit.button(
@@ -268,10 +274,7 @@ def _controls(item: ClaimedItem, choice: Choice) -> None:
 
 
 def _legend() -> None:
-    with st.expander("Keyboard shortcuts", expanded=True):
-        st.markdown(
-            "| key | does |\n|---|---|\n" + "\n".join(f"| `{k}` | {d} |" for k, d in legend())
-        )
+    st.caption("**Keys** · " + " · ".join(f"`{k}` {d}" for k, d in legend()))
 
 
 def render() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -39,9 +40,22 @@ def click(at: AppTest, key: str) -> AppTest:
     return at
 
 
+def score(at: AppTest, field: str, n: int) -> Any:
+    """The 1–5 button ``n`` of a score row (the row the next digit sets has the digit keys)."""
+    keys = {b.key for b in at.button}
+    return at.button(key=f"review-{field}-{n}" if f"review-{field}-{n}" in keys else
+                     f"review-digit-{n}")  # fmt: skip
+
+
+def click_score(at: AppTest, field: str, n: int) -> AppTest:
+    score(at, field, n).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def rate_current(at: AppTest, quality: int, adherence: int, *flags: str) -> None:
-    click(at, f"review-quality-{quality}")
-    click(at, f"review-adherence-{adherence}")
+    click_score(at, "quality", quality)
+    click_score(at, "adherence", adherence)
     for f in flags:
         click(at, f"review-flag-{f}")
     click(at, "review-submit")
@@ -56,10 +70,10 @@ def test_rater_rates_with_the_buttons_and_gets_the_next_item(
     assert PROMPTS[0] in shown_prompts(at)
     assert "held for you until" in texts(at)
     assert "low_clip" not in texts(at) and "random" not in texts(at)  # no reasons shown
-    click(at, "review-quality-4")
-    assert at.button(key="review-quality-4").proto.type == "primary"
+    click_score(at, "quality", 4)
+    assert score(at, "quality", 4).proto.type == "primary"
     assert "Next digit sets: **prompt adherence**" in texts(at)
-    click(at, "review-adherence-2")
+    click_score(at, "adherence", 2)
     click(at, "review-flag-artifacts")
     click(at, "review-flag-other")
     click(at, "review-flag-other")  # toggled off again
@@ -68,7 +82,7 @@ def test_rater_rates_with_the_buttons_and_gets_the_next_item(
     assert ratings(queue) == [(PROMPTS[0], "rita", 4, 2, ["artifacts"], "hands")]
     assert "stored" in texts(at)
     assert PROMPTS[1] in shown_prompts(at)  # the next item at once
-    assert at.button(key="review-quality-4").proto.type == "secondary"  # choices reset
+    assert score(at, "quality", 4).proto.type == "secondary"  # choices reset
 
 
 def test_submit_without_both_scores_stores_nothing(
@@ -78,12 +92,12 @@ def test_submit_without_both_scores_stores_nothing(
     at = as_user(queue, monkeypatch, uid, page="review")
     click(at, "review-submit")
     assert "choose the overall quality and the prompt adherence" in texts(at)
-    click(at, "review-quality-3")
+    click_score(at, "quality", 3)
     click(at, "review-submit")
     assert "choose the prompt adherence" in texts(at)
     assert ratings(queue) == []
     assert PROMPTS[0] in shown_prompts(at)  # still the same item, choices kept
-    assert at.button(key="review-quality-3").proto.type == "primary"
+    assert score(at, "quality", 3).proto.type == "primary"
 
 
 def test_a_second_submit_of_the_same_item_adds_no_row(
@@ -92,8 +106,8 @@ def test_a_second_submit_of_the_same_item_adds_no_row(
     uid = add_account(queue, "rita", "rater")
     at = as_user(queue, monkeypatch, uid, page="review")
     first = at.session_state["review_item_id"]
-    click(at, "review-quality-5")
-    click(at, "review-adherence-5")
+    click_score(at, "quality", 5)
+    click_score(at, "adherence", 5)
     click(at, "review-submit")
     assert len(ratings(queue)) == 1
     # A second submit for the item already rated (a double click, a stale tab).
