@@ -100,6 +100,26 @@ def register(app: typer.Typer) -> None:
             old = _checked(lambda: q.set_role(conn, name, new, actor=ACTOR))
         typer.echo(f"{name!r} is already {new}" if old == new else f"{name!r}: {old} -> {new}")
 
+    def _set_active(username: str, active: bool, database_url: str | None) -> None:
+        from db.queries import users as q
+
+        name = _checked(lambda: q.normalise_username(username))
+        with _conn(database_url) as conn:
+            was = _checked(lambda: q.set_active(conn, name, active, actor=ACTOR))
+        state = "active" if active else "inactive"
+        typer.echo(f"{name!r} is already {state}" if was == active else f"{name!r} is now {state}")
+
+    @users_app.command("deactivate")
+    def deactivate(username: Username, database_url: DbUrl = None) -> None:
+        """Stop an account from logging in and end its dashboard sessions (ratings and
+        history stay); the last active admin cannot be deactivated."""
+        _set_active(username, False, database_url)
+
+    @users_app.command("activate")
+    def activate(username: Username, database_url: DbUrl = None) -> None:
+        """Let a deactivated account log in again."""
+        _set_active(username, True, database_url)
+
     @users_app.command("list")
     def list_(as_json: AsJson = False, database_url: DbUrl = None) -> None:
         """Show every account: role, state and last login (never password hashes)."""

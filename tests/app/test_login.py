@@ -260,3 +260,22 @@ def test_logout_ends_the_session_in_the_database(conninfo, monkeypatch) -> None:
 
         assert session_user(conn, token, 3600) is None
     assert [a for a, _, _ in audit(conninfo, "logout")] == ["olga"]
+
+
+def test_single_sign_on_maps_the_providers_email_to_an_active_local_account(conninfo) -> None:
+    from diffwatch.auth.login import single_sign_on
+
+    add_account(conninfo, "alice@example.com", "ops")
+    add_account(conninfo, "gone@example.com", "rater")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        q.set_active(conn, "gone@example.com", False, actor="test")
+        ok = single_sign_on(conn, "Alice@Example.com", "10.0.0.5")
+        assert (
+            ok.ok and ok.user and (ok.user.username, ok.user.role) == ("alice@example.com", "ops")
+        )
+        for email in ("mallory@example.com", "gone@example.com", None):
+            res = single_sign_on(conn, email, "10.0.0.5")
+            assert not res.ok and res.user is None, email
+    assert [d["method"] for _, _, d in audit(conninfo, "login.ok")] == ["oidc"]
+    reasons = [d["reason"] for _, _, d in audit(conninfo, "login.fail")]
+    assert reasons == ["no account", "no account", "no e-mail from provider"]

@@ -184,3 +184,18 @@ def test_an_account_change_and_its_audit_row_commit_together(conninfo, sql) -> N
         sql("ALTER TABLE audit_log DROP CONSTRAINT test_no_remove")
     assert sql("SELECT username FROM users") == [("kim",)]
     assert [r[1] for r in audit_rows(sql)] == ["user.add"]
+
+
+def test_deactivate_and_activate(db_url, sql) -> None:
+    add(db_url, "ada", "admin")
+    add(db_url, "bob")
+    assert "'bob' is now inactive" in users(db_url, "deactivate", "BOB")
+    assert "'bob' is already inactive" in users(db_url, "deactivate", "bob")
+    assert sql("SELECT active FROM users WHERE username = 'bob'") == [(False,)]
+    assert "inactive" in users(db_url, "list")
+    assert "last active admin" in users(db_url, "deactivate", "ada", code=1)
+    assert "'bob' is now active" in users(db_url, "activate", "bob")
+    assert [r[1:3] for r in audit_rows(sql) if r[1] == "user.active"] == [
+        ("user.active", "bob"),
+        ("user.active", "bob"),
+    ]
