@@ -126,12 +126,19 @@ def sso_configured() -> bool:
 
 def login_page() -> None:
     """The only page someone who is not logged in can see."""
+    from db.queries.users import any_active_admin
     from diffwatch.auth.login import attempt, single_sign_on
 
     st.title("Log in to diffwatch")
     note = st.session_state.pop("login_message", None)
     if note:
         st.info(note)
+    with _conn() as conn:
+        if not any_active_admin(conn):
+            st.warning(
+                "No active admin account exists yet. Create the first one on the server: "
+                "`diffwatch users add NAME --role admin` (see docs/accounts.md)."
+            )
     if sso_configured():
         if getattr(st.user, "is_logged_in", False):
             with _conn() as conn:

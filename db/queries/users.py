@@ -396,3 +396,9 @@ def failed_logins_from(conn: psycopg.Connection, ip: str, window_s: float) -> in
         (float(window_s), ip),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def any_active_admin(conn: psycopg.Connection) -> bool:
+    """Whether some active admin exists (a fresh install has none until `users add`)."""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND active)")
+    return bool(row.fetchone()[0])  # type: ignore[index]

@@ -45,9 +45,12 @@ def login_form(at: AppTest, username: str, password: str) -> AppTest:
 @pytest.mark.parametrize("page", [None, "overview", "cost", "review", "admin", "ratings"])
 def test_anonymous_sees_only_the_login_page(page, conninfo, monkeypatch) -> None:
     """At every address; after logging in there, that page opens (a shared link works)."""
+    if page is None:  # a fresh install says how to make the first admin
+        at = as_user(conninfo, monkeypatch, None)
+        assert "diffwatch users add NAME --role admin" in at.warning[0].value
     add_account(conninfo, "ada", "admin")
     at = as_user(conninfo, monkeypatch, None, page=page)
-    assert title(at) == "Log in to diffwatch"
+    assert title(at) == "Log in to diffwatch" and not at.warning
     shown = texts(at)
     for other in ("Overview", "Cost", "Review queue", "Accounts", "Filters", "Logged in"):
         assert other not in shown, other
