@@ -91,7 +91,7 @@ class VersionStats:
 
     ``latency_hist`` is the merged total_ms histogram ``{bin: count}`` (db.histogram).
     ``cost`` holds (USD, images) per bucket on priced GPU types only. ``rating`` is None
-    until ratings exist; it will hold (sum of ratings, ratings) per bucket.
+    until ratings exist; then it holds (mean human quality, 1) per rated image.
     """
 
     label: str

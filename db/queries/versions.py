@@ -1,9 +1,11 @@
 """Sufficient statistics of two model versions (or deployments) for their comparison.
 
-Read from rollups only, never raw generations. The rollups hold counts, sums and latency
-histograms but no sums of squares, so the variance of a mean comes from the spread of
-its time buckets (``analytics.intervals.ratio_mean``): this module returns per-bucket
-sums, proportions' counts and merged histograms (``analytics.metrics.VersionStats``).
+Read from rollups only, never raw generations, except the human ratings: those come from
+the review tables (``ratings_analytics.human_items``: one row per rated image, small). The
+rollups hold counts, sums and latency histograms but no sums of squares, so the variance
+of a mean comes from the spread of its time buckets (``analytics.intervals.ratio_mean``):
+this module returns per-bucket sums, proportions' counts and merged histograms
+(``analytics.metrics.VersionStats``).
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ def _stats(
     clip_v: str | None,
     nsfw_v: str | None,
     w: int,
+    rating: BucketSums | None = None,
 ) -> VersionStats:
     requests, errors, images, cost, unpriced_h = gens
     clip = quality.get(("clip", clip_v or ""), {})
@@ -143,9 +146,18 @@ def _stats(
         clip_scorer_version=clip_v,
         nsfw=Proportion(sum(r[3] for r in nsfw.values()), sum(r[2] for r in nsfw.values())),
         nsfw_scorer_version=nsfw_v,
-        rating=None,  # no ratings table yet
+        rating=rating,
         width_s=w,
     )
+
+
+def _ratings(conn: psycopg.Connection, f: Filters) -> BucketSums | None:
+    """Mean human quality per rated image, one (mean, 1) pair per image (so each image
+    counts once and the interval is clustered by image); None when nothing was rated."""
+    from db.queries.ratings_analytics import human_items
+
+    items = human_items(conn, f)
+    return BucketSums(tuple((r.mean_quality, 1.0) for r in items)) if items else None
 
 
 def compare_stats(
@@ -162,7 +174,16 @@ def compare_stats(
     quality = [_quality(conn, g, w) for g in fs]
     clip_v, nsfw_v = _pick_version("clip", quality), _pick_version("nsfw", quality)
     a, b = (
-        _stats(s.label, _generations(conn, g, w), _histogram(conn, g, w), q, clip_v, nsfw_v, w)
+        _stats(
+            s.label,
+            _generations(conn, g, w),
+            _histogram(conn, g, w),
+            q,
+            clip_v,
+            nsfw_v,
+            w,
+            _ratings(conn, g),
+        )
         for s, g, q in zip((baseline, candidate), fs, quality, strict=True)
     )
     return a, b
@@ -181,4 +202,5 @@ def version_stats(conn: psycopg.Connection, f: Filters, side: Side) -> VersionSt
         _pick_version("clip", [q]),
         _pick_version("nsfw", [q]),
         w,
+        _ratings(conn, g),
     )

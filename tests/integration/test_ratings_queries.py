@@ -249,3 +249,25 @@ def test_human_items_by_generation_time_and_filters(conn, seeded, sql):
     assert ra.human_items(conn, Filters(start=T - timedelta(hours=1), end=END)) == []
     with pytest.raises(ValueError, match="by: 'gpu'"):
         ra.human_items(conn, made, "gpu")
+
+
+def test_version_comparison_reads_the_human_rating_per_image(conninfo) -> None:
+    """The verdict's "human rating" metric: mean quality per rated image, by side."""
+    from analytics.versions import verdict
+    from db.queries.dashboard_filters import Filters
+    from db.queries.versions import Side, compare_stats
+    from tests.app.ratings_dataset import seed_ratings
+
+    seeded = seed_ratings(conninfo)
+    per_item: dict[int, list[int]] = {}
+    for item, _, quality, _, _ in seeded.ratings:
+        per_item.setdefault(item, []).append(quality)
+    f = Filters(start=seeded.now - timedelta(days=2), end=seeded.now + timedelta(hours=1))
+    with psycopg.connect(conninfo) as conn:
+        a, b = compare_stats(conn, f, Side("v1", versions=("v1",)), Side("v2", versions=("v2",)))
+    for side, version in ((a, "v1"), (b, "v2")):
+        want = sorted(sum(q) / len(q) for i, q in per_item.items() if seeded.version[i] == version)
+        assert side.rating is not None
+        assert sorted(v for v, _ in side.rating.pairs) == pytest.approx(want)
+    rating = next(c for c in verdict(a, b).comparisons if c.metric.key == "rating_mean")
+    assert "not measured" not in rating.sentence
