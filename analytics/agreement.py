@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Hashable, Iterable
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -126,3 +128,35 @@ def krippendorff_alpha(
         n_ratings=n_ratings,
         n_raters=len(raters),
     )
+
+
+def alpha_bootstrap(
+    triples: Sequence[tuple[Any, Any, float]],
+    level: str = "ordinal",
+    draws: int = 500,
+    seed: int = 20_261_121,
+) -> tuple[float, float] | None:
+    """95% percentile bootstrap interval of Krippendorff's alpha, resampling items.
+
+    Items rated at least twice are drawn with replacement (a drawn-again item gets a fresh
+    id, so its ratings count again); draws where alpha is undefined are dropped. None with
+    fewer than 5 pairable items or fewer than half the draws defined.
+    """
+    by_item: dict[Any, list[tuple[Any, float]]] = defaultdict(list)
+    for item, rater, value in triples:
+        by_item[item].append((rater, value))
+    items = [rows for rows in by_item.values() if len(rows) >= 2]
+    if len(items) < 5:
+        return None
+    rng = np.random.default_rng(seed)
+    alphas = []
+    for _ in range(draws):
+        pick = rng.integers(0, len(items), len(items))
+        sample = [(k, r, v) for k, j in enumerate(pick) for r, v in items[j]]
+        a = krippendorff_alpha(sample, level).alpha
+        if a is not None:
+            alphas.append(a)
+    if len(alphas) < draws / 2:
+        return None
+    lo, hi = np.percentile(alphas, [2.5, 97.5])
+    return float(lo), float(hi)

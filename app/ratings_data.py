@@ -45,8 +45,7 @@ def agreement(
     field: str, start: datetime, end: datetime, versions: tuple[str, ...]
 ) -> tuple[Any, tuple[float, float] | None]:
     """Krippendorff's alpha (ordinal) of ``field`` and its bootstrap 95% interval over items."""
-    from analytics.agreement import krippendorff_alpha
-    from analytics.ratings import alpha_bootstrap
+    from analytics.agreement import alpha_bootstrap, krippendorff_alpha
     from db.queries.ratings_analytics import agreement_triples
 
     triples = _run(lambda c: agreement_triples(c, field, start, end, _versions(versions)))

@@ -110,7 +110,7 @@ def _ci(low: float | None, high: float | None) -> str:
 
 def _human(f: Filters, by: str, baseline: str, candidate: str) -> None:
     """Human ratings of the two sides, their differences, and a per-version table."""
-    from analytics.ratings import human_diff, human_summary
+    from analytics.human_ratings import human_diff, human_summary
 
     st.subheader("Human ratings")
     items = ratings_data.human_items(f, by)

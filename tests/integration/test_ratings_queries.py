@@ -220,7 +220,7 @@ def test_ratings_by_reason_and_reason_counts(conn, seeded, sql):
 
 
 def test_human_items_by_generation_time_and_filters(conn, seeded, sql):
-    from analytics.ratings import human_summary
+    from analytics.human_ratings import human_summary
     from db.queries.dashboard_filters import Filters
 
     made = Filters(start=T - timedelta(hours=3), end=T)  # the generations are at T − 2 h
