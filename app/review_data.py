@@ -13,7 +13,8 @@ from typing import TypeVar
 import psycopg
 
 from app.config import conninfo
-from db.queries.review import ClaimedItem, OwnRating, RaterSummary
+from db.queries.review import ClaimedItem
+from db.queries.review_own import OwnRating, RaterSummary
 
 LEASE_S = 600.0  # how long a claimed item is held for the rater, s
 T = TypeVar("T")
@@ -59,13 +60,13 @@ def skip(item_id: int, username: str) -> bool:
 
 def progress(username: str) -> tuple[RaterSummary, int]:
     """This rater's own counts and means, and how many items are open in the queue."""
-    from db.queries.review import open_items, rater_summary
+    from db.queries.review_own import open_items, rater_summary
 
     return _run(lambda c: (rater_summary(c, username), open_items(c)))
 
 
 def my_ratings(username: str, limit: int = 50) -> list[OwnRating]:
     """This rater's own latest ratings, newest first."""
-    from db.queries.review import rater_ratings
+    from db.queries.review_own import rater_ratings
 
     return _run(lambda c: rater_ratings(c, username, limit))
