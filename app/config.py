@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import psycopg
+
 CONNINFO_ENV = "DIFFWATCH_APP_CONNINFO"
 
 
@@ -29,3 +31,8 @@ def conninfo() -> str:
         "no database: start the dashboard with `diffwatch app` (it finds the database as the "
         f"other commands do), or set {CONNINFO_ENV} or DIFFWATCH_DATABASE_URL"
     )
+
+
+def connect() -> psycopg.Connection:
+    """A short autocommit connection to the dashboard's database (one per query or write)."""
+    return psycopg.connect(conninfo(), autocommit=True)

@@ -14,7 +14,7 @@ import pandas as pd
 import psycopg
 import streamlit as st
 
-from app.config import conninfo
+from app.config import connect
 from db.queries.dashboard_filters import Filters
 
 TTL_S = 30
@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 
 def _run(fn: Callable[[psycopg.Connection], T]) -> T:
-    with psycopg.connect(conninfo(), autocommit=True) as conn:
+    with connect() as conn:
         return fn(conn)
 
 

@@ -7,22 +7,11 @@ from ``app.session`` (never from the URL or a widget).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
-import psycopg
-
-from app.config import conninfo
+from app.data import _run
 from db.queries.review import ClaimedItem
 from db.queries.review_own import OwnRating, RaterSummary
 
 LEASE_S = 600.0  # how long a claimed item is held for the rater, s
-T = TypeVar("T")
-
-
-def _run(fn: Callable[[psycopg.Connection], T]) -> T:
-    with psycopg.connect(conninfo(), autocommit=True) as conn:
-        return fn(conn)
 
 
 def claim(username: str, user_id: int) -> ClaimedItem | None:

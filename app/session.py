@@ -15,7 +15,7 @@ from __future__ import annotations
 import psycopg
 import streamlit as st
 
-from app.config import conninfo
+from app.config import connect
 from db.queries.users import SessionUser
 from diffwatch.auth import roles
 
@@ -23,10 +23,6 @@ TOKEN_KEY = "diffwatch_session"
 COOKIE = "diffwatch_session"
 IDLE_TIMEOUT_S = 8 * 3600.0  # a session unused this long ends
 SESSION_TTL_S = 7 * 86400.0  # and every session ends this long after login
-
-
-def _conn() -> psycopg.Connection:
-    return psycopg.connect(conninfo(), autocommit=True)
 
 
 def client_ip() -> str | None:
@@ -58,7 +54,7 @@ def current_user() -> SessionUser | None:
     token = st.session_state.get(TOKEN_KEY) or _cookie_token()
     if not token:
         return None
-    with _conn() as conn:
+    with connect() as conn:
         user = session_user(conn, token, IDLE_TIMEOUT_S)
     if user is None:
         if st.session_state.pop(TOKEN_KEY, None) or _cookie_token():
@@ -88,7 +84,7 @@ def sync_cookie() -> None:
 def _deny(user: SessionUser | None, exc: roles.Forbidden, what: str) -> None:
     from db.queries.users import audit
 
-    with _conn() as conn:
+    with connect() as conn:
         audit(conn, user.username if user else None, "access.denied", what, {"why": str(exc)})
     st.error(f"Not allowed: {exc}.")
     st.stop()
@@ -133,7 +129,7 @@ def login_page() -> None:
     note = st.session_state.pop("login_message", None)
     if note:
         st.info(note)
-    with _conn() as conn:
+    with connect() as conn:
         if not any_active_admin(conn):
             st.warning(
                 "No active admin account exists yet. Create the first one on the server: "
@@ -141,7 +137,7 @@ def login_page() -> None:
             )
     if sso_configured():
         if getattr(st.user, "is_logged_in", False):
-            with _conn() as conn:
+            with connect() as conn:
                 res = single_sign_on(conn, st.user.get("email"), client_ip())
                 if res.ok and res.user:
                     _remember(conn, res.user)
@@ -157,7 +153,7 @@ def login_page() -> None:
         password = st.text_input("Password", type="password", autocomplete="current-password")
         sent = st.form_submit_button("Log in", type="primary")
     if sent:
-        with _conn() as conn:
+        with connect() as conn:
             res = attempt(conn, username, password, client_ip())
             if res.ok and res.user:
                 _remember(conn, res.user)
@@ -184,7 +180,7 @@ def logout(user: SessionUser) -> None:
 
     held = st.session_state.get("review_item_id")
     token = st.session_state.get(TOKEN_KEY)
-    with _conn() as conn:
+    with connect() as conn:
         if held is not None:
             release(conn, int(held), user.username)
         if token:
