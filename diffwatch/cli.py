@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -253,8 +254,14 @@ def _collect_with_progress(collector: object, show: bool) -> object:
         return collector.run_once()  # type: ignore[attr-defined]
 
 
+@functools.cache
 def build() -> typer.Typer:
-    """The full command tree, with the commands that live in their own modules."""
+    """The full command tree, with the commands that live in their own modules.
+
+    The modules add their commands to module-level Typer objects, so this runs once per
+    process: called again (every ``CliRunner`` test does), it would register every command
+    again and make each invocation slower than the last.
+    """
     from diffwatch import (
         cli_app,
         cli_demo,
