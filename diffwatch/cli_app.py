@@ -3,6 +3,7 @@
 # No ``from __future__ import annotations``: typer reads the annotations of the command
 # defined inside register().
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -54,9 +55,16 @@ def register(app: typer.Typer) -> None:
         rt = _runtime(database_url)
         env = {**os.environ, "DIFFWATCH_APP_CONNINFO": rt.conninfo}
         typer.echo(f"diffwatch dashboard on http://{address}:{port}  (Ctrl-C stops it)")
+        proc = subprocess.Popen(streamlit_command(port, address), env=env)
+        # A service manager (or a test) stops this process with SIGTERM: pass it on, or the
+        # Streamlit server would outlive us, orphaned, still serving.
+        old = signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
         try:
-            code = subprocess.run(streamlit_command(port, address), env=env, check=False)
-        except KeyboardInterrupt:
+            returncode = proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the whole process group
+            proc.wait()
             return
-        if code.returncode not in (0, -2, 130):
-            raise typer.Exit(code.returncode)
+        finally:
+            signal.signal(signal.SIGTERM, old)
+        if returncode not in (0, -2, -15, 130):
+            raise typer.Exit(returncode)
