@@ -390,3 +390,4 @@ class GpuPrice(Base):
 from db import models_accounts as _models_accounts  # noqa: E402, F401
 from db import models_drift as _models_drift  # noqa: E402, F401
 from db import models_review as _models_review  # noqa: E402, F401
+from db import models_alerts as _models_alerts  # noqa: E402, F401
