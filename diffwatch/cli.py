@@ -263,6 +263,7 @@ def build() -> typer.Typer:
     again and make each invocation slower than the last.
     """
     from diffwatch import (
+        cli_alerts,
         cli_app,
         cli_demo,
         cli_drift,
@@ -271,6 +272,7 @@ def build() -> typer.Typer:
         cli_rollups,
         cli_score,
         cli_users,
+        cli_worker,
     )
 
     cli_gpu.register(collect_app)
@@ -281,6 +283,8 @@ def build() -> typer.Typer:
     cli_app.register(app)
     cli_users.register(app)
     cli_review.register(app)
+    cli_alerts.register(app)
+    cli_worker.register(app)
     return app
 
 

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
         default_factory=_default_home,
         description="Directory for the embedded PostgreSQL and demo data.",
     )
+    dashboard_url: str = Field(
+        default="http://localhost:8501",
+        description="Where people open the dashboard; alert emails link to views under it.",
+    )
 
 
 def load_settings() -> Settings:
