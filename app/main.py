@@ -24,6 +24,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("versions", "Model versions", "Dashboard", "versions"),
     ("explorer", "Generation explorer", "Dashboard", "explorer"),
     ("drift", "Drift", "Dashboard", "drift"),
+    ("alerts", "Alerts", "Dashboard", "alerts"),
     ("ratings", "Rating analytics", "Review", "ratings"),
     ("review", "Review queue", "Review", "review"),
     ("my-ratings", "My ratings", "Review", "my_ratings"),

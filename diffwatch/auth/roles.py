@@ -25,6 +25,7 @@ PAGE_ROLES: dict[str, frozenset[str]] = {
     "versions": STAFF,
     "explorer": STAFF,
     "drift": STAFF,
+    "alerts": STAFF,
     "ratings": STAFF,
     # review
     "review": EVERYONE,
@@ -37,6 +38,8 @@ PAGE_ROLES: dict[str, frozenset[str]] = {
 WRITE_ROLES: dict[str, frozenset[str]] = {
     "price.set": ADMIN,
     "rating.add": EVERYONE,
+    "rule.set": ADMIN,
+    "alert.retry": ADMIN,
     "user.role": ADMIN,
     "user.active": ADMIN,
 }

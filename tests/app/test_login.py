@@ -18,7 +18,7 @@ from diffwatch.auth.passwords import hash_password
 from tests.app.accounts import PW, add_account, as_user, texts
 
 DASHBOARD = ["overview", "cost", "latency", "gpu", "quality", "versions", "explorer", "drift",
-             "ratings"]  # fmt: skip
+             "alerts", "ratings"]  # fmt: skip
 
 
 def audit(conninfo: str, action: str) -> list[tuple]:
