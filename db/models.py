@@ -388,6 +388,6 @@ class GpuPrice(Base):
 
 # The drift, account and review tables live in their own modules; importing registers them.
 from db import models_accounts as _models_accounts  # noqa: E402, F401
+from db import models_alerts as _models_alerts  # noqa: E402, F401
 from db import models_drift as _models_drift  # noqa: E402, F401
 from db import models_review as _models_review  # noqa: E402, F401
-from db import models_alerts as _models_alerts  # noqa: E402, F401

@@ -19,6 +19,7 @@ from scoring.clip_config import DEFAULT_MODEL, DEFAULT_PRETRAINED
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from diffwatch.demo.alerts import AlertsReport
     from diffwatch.demo.run import DemoResult, Progress, ReviewReport
     from diffwatch.demo.scoring import ScoringReport
 
@@ -109,6 +110,18 @@ def demo(
             help="Create the demo accounts (new passwords each run) and seed review ratings.",
         ),
     ] = True,
+    alerts: Annotated[
+        bool,
+        typer.Option(
+            "--alerts/--no-alerts",
+            help="Load the demo alert rules, replay their last 30 minutes of evaluation and "
+            "send the emails (into a local SMTP sink unless DIFFWATCH_SMTP_HOST is set).",
+        ),
+    ] = True,
+    alert_to: Annotated[
+        str,
+        typer.Option(help="Recipient of the demo's alert emails (for a real SMTP server)."),
+    ] = "oncall@example.com",
     pipeline: Annotated[
         str | None,
         typer.Option(
@@ -146,6 +159,8 @@ def demo(
         ),
         drift=DriftDemoOptions(pipeline=pipeline) if drift else None,
         review=accounts,
+        alerts=alerts,
+        alert_to=alert_to,
     )
     show = not as_json and sys.stderr.isatty()
     try:
@@ -321,6 +336,8 @@ def _print_summary(r: DemoResult, url: str) -> None:
         "  e.g. SELECT model_version, deployment, count(*), round(avg(inference_ms)) AS "
         "avg_inference_ms FROM generations GROUP BY 1, 2;"
     )
+    if r.alerts:
+        _print_alerts(r.alerts)
     if r.accounts:
         from diffwatch.demo.accounts import credentials_text
 
@@ -330,6 +347,26 @@ def _print_summary(r: DemoResult, url: str) -> None:
             f"{r.credentials_file}, readable by you only):"
         )
         echo(credentials_text(r.accounts), nl=False)
+
+
+def _print_alerts(a: AlertsReport) -> None:
+    echo = typer.echo
+    states = ", ".join(f"{name}: {state}" for name, state in a.states.items())
+    emails = ", ".join(f"{n} {k}" for k, n in a.emails.items()) or "none"
+    echo(
+        f"alerts: {a.rules} demo rules replayed over the last 30 minutes ({states}); emails "
+        f"queued: {emails}; delivered {a.delivered}, failed {a.failed}, via {a.smtp} "
+        f"({a.elapsed_s:.1f} s)"
+    )
+    for path in a.mail_files:
+        echo(f"  received: {path}")
+    if a.mail_files:
+        echo(
+            "  to send them to a real mailbox: DIFFWATCH_SMTP_HOST=smtp.example.com "
+            "DIFFWATCH_SMTP_PORT=587 DIFFWATCH_SMTP_SECURITY=starttls "
+            "DIFFWATCH_SMTP_USERNAME=... DIFFWATCH_SMTP_PASSWORD=... diffwatch demo "
+            "--alert-to you@example.com (docs/alerts.md)"
+        )
 
 
 def _print_review(rv: ReviewReport) -> None:

@@ -133,3 +133,23 @@ def sql(conninfo: str):
             return cur.fetchall() if cur.description else []
 
     return run
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on loopback; ``.mailbox`` holds what it received."""
+    from tests.smtp import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_settings(smtp):
+    """SmtpSettings that send to the ``smtp`` server."""
+    from alerts.smtp import SmtpSettings
+
+    return SmtpSettings(
+        host="127.0.0.1", port=smtp.port, sender="alerts@diffwatch.test", timeout_s=3
+    )

@@ -25,6 +25,7 @@ from diffwatch.demo.accounts import (
     ensure_accounts,
     write_credentials,
 )
+from diffwatch.demo.alerts import DEFAULT_TO, AlertsReport, run_demo_alerts
 from diffwatch.demo.drift import DriftDemoOptions, run_demo_drift
 from diffwatch.demo.files import log_glob
 from diffwatch.demo.fleet import SOURCE, build_fleet
@@ -73,6 +74,8 @@ class DemoOptions:
     score: ScoreOptions | None = field(default_factory=ScoreOptions)  # None: no scoring
     drift: DriftDemoOptions | None = field(default_factory=DriftDemoOptions)  # None: skip
     review: bool = True  # demo accounts and simulated ratings (False: skip both)
+    alerts: bool = True  # demo alert rules, a replay of their evaluation, real emails
+    alert_to: str = DEFAULT_TO  # recipient of the demo's alert emails
 
 
 @dataclass
@@ -106,6 +109,7 @@ class DemoResult:
     accounts: list[DemoAccount] = field(default_factory=list)  # with plain-text passwords
     credentials_file: str | None = None
     review: ReviewReport | None = None
+    alerts: AlertsReport | None = None
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -210,6 +214,10 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
     with psycopg.connect(conninfo) as conn:
         # The dashboard reads rollups only: bring them up to date with what was stored.
         rolled = rollups.refresh(conn, rollups.DEFAULT_MINUTE_RETENTION).rows
+    alerts = None
+    if opts.alerts:
+        # The replay's last tick is the present, so the raters' ratings just made count.
+        alerts = run_demo_alerts(conninfo, opts.out, datetime.now(UTC), opts.alert_to)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         totals = demo_sql.totals(conn, MODEL, SOURCE)
     simulated = [m for r in ranges for m in (r[0], r[-1])]
@@ -229,6 +237,7 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
         accounts=accounts,
         credentials_file=str(credentials) if credentials else None,
         review=review,
+        alerts=alerts,
         elapsed_s=time.perf_counter() - t0,
         notes=notes,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import psycopg
@@ -31,17 +30,8 @@ TO = ("oncall@example.com", "lead@example.com")
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def settings(smtp: SmtpServer) -> SmtpSettings:
-    return SmtpSettings(
-        host="127.0.0.1", port=smtp.port, sender="alerts@diffwatch.test", timeout_s=3
-    )
+def settings(smtp_settings: SmtpSettings) -> SmtpSettings:
+    return smtp_settings
 
 
 def add_rule(conninfo: str, **kw) -> Rule:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -54,11 +55,11 @@ def test_a_breach_shorter_than_the_pending_period_sends_nothing() -> None:
 def test_repeat_emails_at_most_once_per_repeat_interval_while_flapping() -> None:
     r = rule(**{"for": "3m", "repeat": "20m"})
     pattern = ([0.5] * 4 + [0.0]) * 12  # brief clears shorter than the pending period
-    states, notices = run(r, pattern)
+    _states, notices = run(r, pattern)
     assert notices[0] == (3, "firing")
     assert all(k in ("firing", "repeat") for _, k in notices)
     minutes = [m for m, _ in notices]
-    assert all(b - a >= 20 for a, b in zip(minutes, minutes[1:], strict=False))
+    assert all(b - a >= 20 for a, b in itertools.pairwise(minutes))
     assert len(notices) == 3  # minutes 3, 23, 43 of 60
 
 

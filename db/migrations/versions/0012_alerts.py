@@ -70,7 +70,9 @@ def upgrade() -> None:
             "comparison IN ('>', '>=', '<', '<=')", name=op.f("ck_alert_rules_comparison")
         ),
         sa.CheckConstraint(
-            "metric IN ('clip_mean', 'nsfw_rate', 'latency_p95_ms', 'error_rate', 'cost_per_image_attributed', 'cost_per_image_fleet', 'gpu_idle_share', 'prompt_drift', 'regen_drift', 'human_rating_mean')",
+            "metric IN ('clip_mean', 'nsfw_rate', 'latency_p95_ms', 'error_rate',"
+            " 'cost_per_image_attributed', 'cost_per_image_fleet', 'gpu_idle_share',"
+            " 'prompt_drift', 'regen_drift', 'human_rating_mean')",
             name=op.f("ck_alert_rules_metric"),
         ),
         sa.CheckConstraint(
