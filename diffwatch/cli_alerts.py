@@ -186,6 +186,9 @@ def register(app: typer.Typer) -> None:
         from db.queries.users import audit
         from diffwatch.cli import _runtime, emit_summary, fail
 
+        # The rules' source names the file; spelled one way for every cwd and spelling, so
+        # `--prune` finds the rules that an earlier load of the same file stored.
+        path = path.expanduser().absolute()
         try:
             rules = load_rules_file(path)
         except RuleFileError as exc:
@@ -306,8 +309,8 @@ def register(app: typer.Typer) -> None:
         to: Annotated[str, typer.Option("--to", help="Send a test email to this address.")],
     ) -> None:
         """Check the SMTP settings (DIFFWATCH_SMTP_*) by sending one email now."""
+        from alerts.deliver import send_test_email as send
         from alerts.smtp import PermanentError, SmtpSettings, TransientError
-        from alerts.smtp import send_test_email as send
         from diffwatch.cli import fail
 
         smtp = SmtpSettings()
