@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +216,10 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
         rolled = rollups.refresh(conn, rollups.DEFAULT_MINUTE_RETENTION).rows
     alerts = None
     if opts.alerts:
-        # The replay's last tick is the present, so the raters' ratings just made count.
-        alerts = run_demo_alerts(conninfo, opts.out, datetime.now(UTC), opts.alert_to)
+        # A window ending now replays up to the present, so the ratings just made count.
+        wall, window_end = datetime.now(UTC), datetime.fromtimestamp(end * 60, UTC)
+        replay_end = wall if wall - window_end < timedelta(minutes=5) else window_end
+        alerts = run_demo_alerts(conninfo, opts.out, replay_end, opts.alert_to)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         totals = demo_sql.totals(conn, MODEL, SOURCE)
     simulated = [m for r in ranges for m in (r[0], r[-1])]
