@@ -35,3 +35,23 @@ def test_the_checks_catch_a_broken_compose_file(tmp_path, monkeypatch) -> None:
     problems: list[str] = []
     cd.check_compose(problems)
     assert any("depends_onn" in p for p in problems), problems
+
+
+def test_every_compose_command_is_a_diffwatch_command() -> None:
+    """Each diffwatch service's command exists (compose once ran a 'worker' that did not)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from diffwatch.cli import build
+
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    checked = []
+    for name, svc in services.items():
+        cmd = svc.get("command")
+        if not cmd or "postgres" in str(svc.get("image", "")) or "dcgm" in name:
+            continue
+        words = [w for w in cmd if not w.startswith("-") and not w.startswith("$")][:2]
+        res = CliRunner().invoke(build(), [*words, "--help"])
+        assert res.exit_code == 0, f"{name}: diffwatch {' '.join(words)}: {res.output[-300:]}"
+        checked.append(name)
+    assert {"migrate", "collector-logs", "app", "worker", "scoring-worker"} <= set(checked)
