@@ -18,6 +18,7 @@ ACTIONS = {
     "ratings": "rating.",
     "price changes": "price.",
     "alert rule changes": "rule.",
+    "alert email retries": "alert.",
     "refused access": "access.",
 }
 SINCE = {"24 hours": 1, "7 days": 7, "30 days": 30, "all time": None}
