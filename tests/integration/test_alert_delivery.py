@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,10 +25,9 @@ class Crash(BaseException):
 
 
 @pytest.fixture
-def server() -> Iterator[SmtpServer]:
-    s = SmtpServer().start()
-    yield s
-    s.stop()
+def server(smtp: SmtpServer) -> SmtpServer:
+    """The suite's loopback SMTP server (the ``smtp`` fixture of tests/conftest.py)."""
+    return smtp
 
 
 @pytest.fixture
