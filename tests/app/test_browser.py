@@ -90,7 +90,7 @@ def test_every_page_renders_its_charts_in_chromium(served: str, drift_ids: Drift
             shown.first.wait_for(timeout=60_000)
             page.wait_for_timeout(1000)
             assert page.evaluate("window.__xss") is None, path
-            links = page.locator('a[href^="javascript:"], a[href^="data:"], a[href*="alert"]')
+            links = page.locator('a[href^="javascript:"], a[href^="data:"], a[href*="alert("]')
             assert links.count() == 0, path
             assert page.locator("img[src='x'], svg[onload], script:has-text('__xss')").count() == 0
             if path.startswith("quality"):  # the gallery shows every hostile prompt
