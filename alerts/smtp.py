@@ -39,7 +39,7 @@ class SmtpSettings(BaseSettings):
     verify_tls: bool = True
     ca_file: Path | None = Field(default=None, description="PEM CA bundle for a private CA.")
     helo_name: str | None = Field(default=None, description="EHLO name; default: the FQDN.")
-    message_id_domain: str | None = None  # default: the sender's domain
+    message_id_domain: str = ""  # default: the sender's domain
 
     @field_validator("sender")
     @classmethod

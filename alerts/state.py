@@ -89,7 +89,7 @@ def step(
                 return _moved(prev, nxt, now, f"still firing: {why}", "firing", force=True)
             return _moved(prev, nxt, now, why)
         if now - pending_since < held:
-            return _moved(replace(prev), replace(nxt, state="pending"), now, why)
+            return _moved(prev, replace(nxt, state="pending"), now, why)
         nxt = replace(nxt, state="firing", active=True, episode=prev.episode + 1)
         if _due(prev.notified_at, now, rule.repeat_s):
             nxt = replace(nxt, notified_at=now, episode_notified=True)

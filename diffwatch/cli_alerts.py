@@ -51,7 +51,7 @@ def evaluate_and_deliver(
         conninfo,
         now,
         dashboard_url=dashboard_url,
-        message_domain=smtp.message_id_domain or "diffwatch.localhost",
+        message_domain=smtp.message_id_domain,
     ).as_dict()
     if deliver:
         report["delivery"] = delivery_dict(deliver_due(conninfo, smtp, now))

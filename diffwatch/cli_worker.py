@@ -77,15 +77,9 @@ def jobs(
             return {k: v for k, v in rollups.refresh(conn, timedelta(hours=48)).rows.items() if v}
 
     def evaluate() -> object:
-        from alerts.evaluate import evaluate_all
-        from alerts.smtp import SmtpSettings
+        from diffwatch.cli_alerts import evaluate_and_deliver
 
-        d = evaluate_all(
-            conninfo,
-            datetime.now(UTC),
-            dashboard_url=dashboard_url,
-            message_domain=SmtpSettings().message_id_domain or "diffwatch.localhost",
-        ).as_dict()
+        d = evaluate_and_deliver(conninfo, datetime.now(UTC), False, dashboard_url)
         return d if d["changes"] or d["errors"] else None
 
     def deliver() -> object:

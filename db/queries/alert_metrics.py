@@ -57,12 +57,15 @@ def _gpu_idle_share(
     return rate(float(row[0]), float(row[1])) if row and row[1] else None
 
 
+DRIFT_KINDS = {"prompt_drift": ("prompts",), "regen_drift": ("regenerate", "golden")}
+"""Drift metric -> the drift_runs kinds it reads (the newest finished run's effect size)."""
+
+
 def _drift(kinds: tuple[str, ...]):
     def calc(conn: psycopg.Connection, rule: Rule, start: datetime, end: datetime) -> float | None:
         runs = drift_runs(conn, rule, kinds, start, end)
         return runs[-1][1] if runs else None
 
-    calc.kinds = kinds  # type: ignore[attr-defined]
     return calc
 
 
@@ -116,8 +119,7 @@ CALCULATIONS: dict[str, Callable[[psycopg.Connection, Rule, datetime, datetime],
     "cost_per_image_attributed": _kpi("cost_per_image_usd"),
     "cost_per_image_fleet": _fleet_cost_per_image,
     "gpu_idle_share": _gpu_idle_share,
-    "prompt_drift": _drift(("prompts",)),
-    "regen_drift": _drift(("regenerate", "golden")),
+    **{key: _drift(kinds) for key, kinds in DRIFT_KINDS.items()},
     "human_rating_mean": _human_rating,
 }
 
@@ -141,10 +143,9 @@ def series(
     Drift metrics give one point per run that finished in the window instead.
     """
     start, end = window(rule, now)
+    if rule.metric in DRIFT_KINDS:
+        return list(drift_runs(conn, rule, DRIFT_KINDS[rule.metric], start, end))
     calc = CALCULATIONS[rule.metric]
-    kinds = getattr(calc, "kinds", None)
-    if kinds:
-        return [(t, v) for t, v in drift_runs(conn, rule, kinds, start, end)]
     step = max((end - start) / points, timedelta(minutes=1))
     out, t = [], start
     while t < end:

@@ -10,6 +10,7 @@ starts, or to a real server when ``DIFFWATCH_SMTP_HOST`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -128,25 +129,20 @@ def run_demo_alerts(conninfo: str, out: Path, end: datetime, to: str = DEFAULT_T
             host="127.0.0.1", port=sink.port, sender="diffwatch-demo@localhost", timeout_s=5
         )
     )
-    if sink is not None:
-        sink.__enter__()
-    try:
+    with sink if sink is not None else contextlib.nullcontext():
         for i in range(REPLAY_MIN, -1, -1):
             now = end - timedelta(minutes=i)
             rep = evaluate_all(
                 conninfo,
                 now,
                 dashboard_url="http://127.0.0.1:8501",
-                message_domain=settings.message_id_domain or "diffwatch.localhost",
+                message_domain=settings.message_id_domain,
                 refresh_rollups=i == REPLAY_MIN,
             )
             for k, n in rep.emails.items():
                 emails[k] = emails.get(k, 0) + n
             d = deliver_due(conninfo, settings, now)
             delivered, failed = delivered + d.sent, failed + d.failed
-    finally:
-        if sink is not None:
-            sink.__exit__(None, None, None)
     with psycopg.connect(conninfo) as conn:
         states = {s.rule.name: s.state for s in q.statuses(conn) if s.rule.source == "demo"}
         failed_now = alert_outbox.counts(conn).get("failed", 0)

@@ -218,3 +218,30 @@ def test_metrics_match_the_dashboard_for_the_same_filters(conninfo: str) -> None
         assert k.p95_ms == pytest.approx(1700, rel=0.03)
         series = alert_metrics.series(conn, rule, now)
         assert len(series) == 10 and all(v is not None for _, v in series)
+
+
+def test_drift_metrics_read_the_newest_finished_run_of_their_kinds(conninfo: str, sql) -> None:
+    now = base_time()
+    for kind, minutes_ago, effect in (
+        ("prompts", 50, 0.55), ("prompts", 10, 0.71), ("regenerate", 20, 0.25),
+        ("golden", 5, 0.4), ("prompts", 200, 0.9),  # outside the 1h window
+    ):  # fmt: skip
+        sql(
+            "INSERT INTO drift_runs (kind, status, finished_at, effect_size)"
+            " VALUES (%s, 'ok', %s, %s)",
+            (kind, now - timedelta(minutes=minutes_ago), effect),
+        )
+    with psycopg.connect(conninfo) as conn:
+        for metric, value, points in (("prompt_drift", 0.71, 2), ("regen_drift", 0.4, 2)):
+            rule = Rule.model_validate(
+                dict(
+                    name="d",
+                    metric=metric,
+                    window="1h",
+                    comparison=">",
+                    threshold=0.6,
+                    recipients=["a@example.com"],
+                )
+            )
+            assert alert_metrics.value(conn, rule, now) == pytest.approx(value)
+            assert len(alert_metrics.series(conn, rule, now)) == points
