@@ -63,7 +63,9 @@ def test_every_page_renders_its_charts_in_chromium(served: str, drift_ids: Drift
             page.goto(f"{served}/{path}{rng}", wait_until="networkidle")
             page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
             if least:
-                page.locator(".js-plotly-plot .main-svg").nth(least - 1).wait_for(timeout=60_000)
+                # Each plot has several .main-svg layers: wait for the last plot's own.
+                plot = page.locator(".js-plotly-plot").nth(least - 1)
+                plot.locator(".main-svg").first.wait_for(timeout=60_000)
             page.wait_for_timeout(800)  # let Plotly finish its transitions
             assert page.locator("[data-testid='stException']").count() == 0, path
             assert page.get_by_text("Page not found").count() == 0, path

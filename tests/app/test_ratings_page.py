@@ -186,7 +186,8 @@ def test_ratings_page_in_chromium(served: str) -> None:
         log_in(page, served, "olga", PW)
         page.goto(f"{served}/ratings?range=24h", wait_until="networkidle")
         page.get_by_role("heading", name="Rating analytics").first.wait_for(timeout=60_000)
-        page.locator(".js-plotly-plot .main-svg").nth(1).wait_for(timeout=60_000)
+        # Each plot has several .main-svg layers: wait for the second plot's own.
+        page.locator(".js-plotly-plot").nth(1).locator(".main-svg").first.wait_for(timeout=60_000)
         page.wait_for_timeout(800)  # let Plotly finish its transitions
         assert page.locator("[data-testid='stException']").count() == 0
         assert page.locator(".js-plotly-plot").count() == 2
