@@ -4,15 +4,59 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench-ingest clean chromium app
+.PHONY: demo test test-latest test-lowest lock lint bench-ingest clean chromium app
 
+LOCK   := requirements/lock.txt
+LOWEST_LOCK := requirements/lowest.txt
+
+# Installs come from the committed lock (every package pinned, with hashes), so a fresh
+# machine gets exactly the set that was tested; diffwatch itself goes in without deps.
 # torchvision exists on PyPI only as a CUDA build; the CPU-only torch in the local
 # find-links folder does not work with it, so find-links is switched off here.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
 	PIP_FIND_LINKS= $(PY) -m pip install -q --upgrade pip
-	PIP_FIND_LINKS= $(PY) -m pip install -q -e '.[all,dev]'
+	PIP_FIND_LINKS= $(PY) -m pip install -q --require-hashes -r $(LOCK)
+	PIP_FIND_LINKS= $(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve both locks from pyproject.toml (all extras, Python 3.11+, any platform). uv keeps
+# the pins already in a lock unless pyproject.toml rules them out (upgrade one package with
+# `uv pip compile ... -P NAME`). The second lock takes every direct dependency at the lowest
+# version pyproject.toml allows (the others at their newest that fit): `make test-lowest`
+# runs the suite on it, so the lower bounds users get from `pip install diffwatch` are tested.
+lock:
+	uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
+	uv pip compile pyproject.toml --extra all --extra dev --universal --python-version 3.11 \
+	  --generate-hashes --index-url https://pypi.org/simple -c requirements/constraints.txt \
+	  --custom-compile-command 'make lock' -q -o $(LOCK)
+	uv pip compile pyproject.toml --extra all --extra dev --universal --python-version 3.11 \
+	  --resolution lowest-direct \
+	  --generate-hashes --index-url https://pypi.org/simple -c requirements/constraints.txt \
+	  --custom-compile-command 'make lock' -q -o $(LOWEST_LOCK)
+
+# The suite on the newest releases of everything, in a venv of its own: upstream breakage
+# is found on purpose here, not by accident on a fresh machine.
+LATEST := .venv-latest
+test-latest: chromium
+	rm -rf $(LATEST) && python3 -m venv $(LATEST)
+	PIP_FIND_LINKS= $(LATEST)/bin/python -m pip install -q --upgrade pip
+	PIP_FIND_LINKS= $(LATEST)/bin/python -m pip install -q --upgrade -e '.[all,dev]'
+	HF_HUB_OFFLINE=1 $(LATEST)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# The suite on the lowest versions that pyproject.toml allows (requirements/lowest.txt), in a
+# venv of its own, rebuilt from scratch whenever that lock changes so nothing newer lingers.
+LOWEST := .venv-lowest
+LOWEST_STAMP := $(LOWEST)/.installed-stamp
+$(LOWEST_STAMP): pyproject.toml $(LOWEST_LOCK)
+	rm -rf $(LOWEST) && python3 -m venv $(LOWEST)
+	PIP_FIND_LINKS= $(LOWEST)/bin/python -m pip install -q --upgrade pip
+	PIP_FIND_LINKS= $(LOWEST)/bin/python -m pip install -q --require-hashes -r $(LOWEST_LOCK)
+	PIP_FIND_LINKS= $(LOWEST)/bin/python -m pip install -q --no-deps -e .
+	touch $(LOWEST_STAMP)
+
+test-lowest: $(LOWEST_STAMP) chromium
+	HF_HUB_OFFLINE=1 $(LOWEST)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
 
 # The demo ends with the dashboard open on its data (Ctrl-C stops it; DEMO_APP=0 skips it).
 DEMO_APP ?= 1
@@ -41,4 +85,4 @@ bench-ingest: $(STAMP)
 	$(PY) bench/ingest.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LATEST) $(LOWEST) .pytest_cache

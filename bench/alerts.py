@@ -1,17 +1,18 @@
 """Alerts benchmark: rule evaluation and email delivery against their bare work.
 
 Seeds a scratch database with ``--hours`` of synthetic generations ending now (8 versions,
-stable/canary/shadow, 1.5 % errors; ``db/queries/synthetic.py``), CLIP and NSFW scores,
+stable/canary/shadow, 1.5 % errors; ``diffwatch/db/queries/synthetic.py``), CLIP and NSFW scores,
 GPU samples and human ratings, and refreshes the rollups. Then:
 
 1. Evaluation. ``--rules`` rules of mixed metrics, filters and windows (5m..6h), about one
-   in ten breaching. ``--passes`` timed passes of ``alerts.evaluate.evaluate_all`` (rollups
+   in ten breaching. ``--passes`` timed passes of ``diffwatch.alerts.evaluate.evaluate_all``
+   (rollups
    not refreshed), the clock one minute later each pass; the baseline, interleaved with them
    at the same clock, is the metric queries alone (``alert_metrics.value`` for every rule on
    one new connection per pass, as ``evaluate_all`` opens). Then one pass over fresh rules
    that all breach, so every rule queues a firing email (series queries, chart PNG, HTML).
 2. Delivery. ``--emails`` emails (bodies and charts of the firing pass) queued in the
-   outbox and sent by ``alerts.deliver.deliver_due`` to an aiosmtpd sink on loopback; the
+   outbox and sent by ``diffwatch.alerts.deliver.deliver_due`` to an aiosmtpd sink on loopback; the
    baseline builds the same messages (``build_message``) and sends them with plain smtplib
    over one connection to the same sink. ``--rounds`` rounds, alternating which goes first.
 
@@ -43,9 +44,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench import smoke  # noqa: E402
 from bench.ingest import DEFAULT_ADMIN_URL, progress, scratch_database  # noqa: E402
-from db import migrate  # noqa: E402
-from db.engine import raw_conninfo  # noqa: E402
+from diffwatch.db import migrate  # noqa: E402
+from diffwatch.db.engine import raw_conninfo  # noqa: E402
+from diffwatch.model.filters import DEFAULT_MINUTE_RETENTION  # noqa: E402
 
 SCRATCH_DB = "diffwatch_bench_alerts"
 DASHBOARD_URL = "http://dashboard.bench.localhost"
@@ -85,7 +88,7 @@ FROM review_items i JOIN generations g ON g.id = i.generation_id;
 
 def seed(conninfo: str, rows: int, hours: float, end: datetime) -> dict[str, Any]:
     """Generations, scores, GPU samples and ratings over ``hours`` before ``end``; counts."""
-    from db.queries import rollups, synthetic
+    from diffwatch.db.queries import rollups, synthetic
 
     t0 = time.perf_counter()
     with psycopg.connect(conninfo) as conn:
@@ -97,7 +100,7 @@ def seed(conninfo: str, rows: int, hours: float, end: datetime) -> dict[str, Any
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        rollups.refresh(conn, rollups.DEFAULT_MINUTE_RETENTION)
+        rollups.refresh(conn, DEFAULT_MINUTE_RETENTION)
         conn.execute("ANALYZE")
         counts = {
             t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
@@ -143,8 +146,8 @@ def rule_specs(n: int, *, all_fire: bool, prefix: str) -> list[dict[str, Any]]:
 
 def create_rules(conninfo: str, specs: Sequence[dict[str, Any]]) -> None:
     """Validate and store ``specs`` as rules."""
-    from alerts.rules import Rule
-    from db.queries import alert_rules
+    from diffwatch.db.queries import alert_rules
+    from diffwatch.model.alert_rules import Rule
 
     with psycopg.connect(conninfo) as conn:
         for doc in specs:
@@ -154,8 +157,8 @@ def create_rules(conninfo: str, specs: Sequence[dict[str, Any]]) -> None:
 
 def metric_pass(conninfo: str, now: datetime) -> int:
     """Baseline: every enabled rule's metric value at ``now``, on one new connection."""
-    from db.queries import alert_metrics
-    from db.queries import alert_rules as q
+    from diffwatch.db.queries import alert_metrics
+    from diffwatch.db.queries import alert_rules as q
 
     with psycopg.connect(conninfo) as conn:
         rules = q.list_rules(conn, enabled_only=True)
@@ -173,7 +176,7 @@ def _timed(fn: Any, *a: Any, **kw: Any) -> tuple[float, Any]:
 
 def evaluation(conninfo: str, args: argparse.Namespace, end: datetime) -> dict[str, Any]:
     """Steady passes vs metric queries alone, then one pass where every rule fires."""
-    from alerts.evaluate import evaluate_all
+    from diffwatch.alerts.evaluate import evaluate_all
 
     def run(now: datetime) -> Any:
         return evaluate_all(conninfo, now, dashboard_url=DASHBOARD_URL, refresh_rollups=False)
@@ -293,7 +296,7 @@ FROM alert_notifications WHERE idempotency_key LIKE %s ORDER BY id
 
 def enqueue_round(conninfo: str, m: int, tag: str, at: datetime) -> list[dict[str, Any]]:
     """Queue ``m`` emails (bodies of the firing pass) due at ``at``; their rows, as sent."""
-    from db.queries.alert_outbox import enqueue
+    from diffwatch.db.queries.alert_outbox import enqueue
 
     with psycopg.connect(conninfo) as conn:
         with conn.cursor(row_factory=dict_row) as cur:
@@ -328,7 +331,7 @@ def enqueue_round(conninfo: str, m: int, tag: str, at: datetime) -> list[dict[st
 
 def send_raw(port: int, rows: Sequence[dict[str, Any]]) -> tuple[float, float]:
     """Baseline: build and send ``rows`` over one smtplib connection; (total s, build s)."""
-    from alerts.email import build_message
+    from diffwatch.alerts.email import build_message
 
     build = 0.0
     t0 = time.perf_counter()
@@ -343,8 +346,8 @@ def send_raw(port: int, rows: Sequence[dict[str, Any]]) -> tuple[float, float]:
 
 def send_outbox(conninfo: str, port: int, at: datetime) -> tuple[float, int, int]:
     """deliver_due until the outbox has nothing due; (s, sent, passes)."""
-    from alerts.deliver import deliver_due
-    from alerts.smtp import SmtpSettings
+    from diffwatch.alerts.deliver import deliver_due
+    from diffwatch.alerts.smtp import SmtpSettings
 
     settings = SmtpSettings(host="127.0.0.1", port=port, sender=SENDER, timeout_s=30)
     sent = passes = 0
@@ -443,6 +446,21 @@ def machine(conninfo: str) -> dict[str, Any]:
     }
 
 
+def smoke_sizes() -> dict[str, Any]:
+    """``--smoke``: 6 rules, 2 passes, 2 rounds of 4 emails over 2,000 rows, on the test
+    server."""
+    return {
+        "rules": 6,
+        "passes": 2,
+        "emails": 4,
+        "rounds": 2,
+        "rows": 2_000,
+        "hours": 1.0,
+        "admin_url": smoke.admin_url(),
+        "db_name": smoke.scratch_name(SCRATCH_DB),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: scratch database, benchmark, one JSON object on stdout."""
     p = argparse.ArgumentParser(
@@ -460,8 +478,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=80_000, help="generations seeded")
     p.add_argument("--hours", type=float, default=6.0, help="hours of history, ending now")
     p.add_argument("--admin-url", default=DEFAULT_ADMIN_URL, help="server for the scratch db")
+    p.add_argument("--db-name", default=SCRATCH_DB, help="name of the scratch database")
     p.add_argument("--keep-db", action="store_true", help="do not drop the scratch database")
-    args = p.parse_args(argv)
+    smoke.add_smoke(p)
+    args = smoke.parse(p, argv, smoke_sizes())
     for name in ("rules", "passes", "emails", "rounds", "rows"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -471,20 +491,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     t0 = time.perf_counter()
     end = datetime.now(UTC).replace(second=0, microsecond=0)
-    with scratch_database(args.admin_url, SCRATCH_DB, args.keep_db) as url:
+    with scratch_database(args.admin_url, args.db_name, args.keep_db) as url:
         migrate.upgrade(url)
         conninfo = raw_conninfo(url)
         progress(f"seeding {args.rows:,} generations over {args.hours:g} h")
         data = seed(conninfo, args.rows, args.hours, end)
         progress(f"seeded: {data}")
-        result: dict[str, Any] = {"benchmark": "alerts", "data": data}
+        result: dict[str, Any] = {"benchmark": "alerts", "smoke": args.smoke, "data": data}
         result["evaluation"] = evaluation(conninfo, args, end)
         progress(f"delivery: {args.rounds} rounds of {args.emails} emails")
         result["delivery"] = delivery(conninfo, args, end)
         result["machine"] = machine(conninfo)
+    result["correct"] = correctness(result, args)
     result["elapsed_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(result, indent=2, default=str))
-    return 0
+    return 0 if result["correct"]["ok"] else 1
+
+
+def correctness(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """What must hold whatever the timings: no evaluation errors, every all-fire rule
+    queued one email with a chart, every email reached the sink (``delivery`` stops the
+    run otherwise), the seeded rows are there."""
+    ev, fire, dl = result["evaluation"], result["evaluation"]["all_fire"], result["delivery"]
+    checks = {
+        "seeded_generations": result["data"]["generations"] == args.rows,
+        "no_evaluation_errors": not ev["errors"] and not fire["errors"],
+        "steady_rules_evaluated": sum(ev["steady_states"].values()) == args.rules,
+        "all_fire_emails_queued": fire["emails_queued"] == args.rules,
+        "all_fire_charts": fire["charts"] == fire["emails_queued"],
+        "emails_delivered": dl["emails"] == args.emails and dl["rounds"] == args.rounds,
+    }
+    return {**checks, "ok": all(checks.values())}
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def stage_of(filename: str, func: str) -> str:
 
 def parse_only(path: Path) -> dict[str, Any]:
     """Time ``parse_line`` over every line of ``path`` (file already in memory): rows/s."""
-    from collectors.logs.parse import parse_line
+    from diffwatch.collectors.logs.parse import parse_line
 
     lines = path.read_bytes().split(b"\n")
     if lines and not lines[-1]:
@@ -94,8 +94,8 @@ def parse_inside_copy(path: Path, conninfo: str, batch_rows: int) -> dict[str, A
     import psycopg
     from psycopg.types.json import set_json_dumps
 
-    from collectors.logs.parse import parse_line
-    from db.queries.ingest import COPY_COLUMNS, COPY_TYPES
+    from diffwatch.collectors.logs.parse import parse_line
+    from diffwatch.db.queries.ingest import COPY_COLUMNS, COPY_TYPES
 
     lines = path.read_bytes().split(b"\n")
     if lines and not lines[-1]:
@@ -172,8 +172,8 @@ def breakdown(
         "parse_only": parse,
         "parse_inside_copy": in_copy,
         "cli_profile": prof,
-        "note": "parse_only: collectors.logs.parse.parse_line over the file's lines in one "
-        "thread, no database. parse_inside_copy: parse_line feeding a binary COPY into "
+        "note": "parse_only: diffwatch.collectors.logs.parse.parse_line over the file's lines "
+        "in one thread, no database. parse_inside_copy: parse_line feeding a binary COPY into "
         "generations, one transaction per batch, lines pre-split in memory. cli_profile: "
         "the same `diffwatch collect logs` run again under cProfile (which slows Python "
         "code, so compare shares, not seconds); only "

@@ -38,20 +38,45 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as `python bench/ingest.py` from anywhere
     sys.path.insert(0, str(REPO))
 
+from bench import smoke  # noqa: E402
 from bench.records import generate  # noqa: E402
-from db import migrate  # noqa: E402
-from db.engine import normalise_url, raw_conninfo  # noqa: E402
-from db.queries.ingest import COPY_COLUMNS, COPY_TYPES  # noqa: E402
+from diffwatch.db import migrate  # noqa: E402
+from diffwatch.db.engine import normalise_url, raw_conninfo  # noqa: E402
+from diffwatch.db.queries.ingest import COPY_COLUMNS, COPY_TYPES  # noqa: E402
 
 GOALS = {"vs_copy": 0.6, "vs_executemany": 2.0}
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_ADMIN_URL = smoke.DEFAULT_ADMIN_URL
 SCRATCH_DB = "diffwatch_bench"
 T = TypeVar("T")
-# scorer_results, scoring_errors and scoring_leases reference generations: TRUNCATE needs them too.
-INGEST_TABLES = (
-    "generations", "rejected_records", "log_offsets", "collector_status", "scorer_results",
-    "scoring_errors", "scoring_leases",
-)  # fmt: skip
+# The tables the collector writes. Every table that references them (scores, leases, drift
+# items, review items, ...) is emptied with them: TRUNCATE refuses to leave those behind.
+INGEST_TABLES = ("generations", "rejected_records", "log_offsets", "collector_status")
+
+
+def smoke_sizes() -> dict[str, Any]:
+    """``--smoke``: 2,000 lines (1 % bad), one round, in a scratch database on the test
+    server (never DIFFWATCH_DATABASE_URL's; an explicit --database-url still wins)."""
+    return {
+        "database_url": None,
+        "records": 2_000,
+        "bad_ratio": 0.01,
+        "executemany_records": 500,
+        "repeats": 1,
+        "admin_url": smoke.admin_url(),
+        "db_name": smoke.scratch_name(SCRATCH_DB),
+    }
+
+
+_DEPENDENTS = """
+WITH RECURSIVE deps(rel) AS (
+    SELECT c.oid FROM pg_class c
+    WHERE c.relname = ANY(%s) AND c.relnamespace = current_schema()::regnamespace
+    UNION
+    SELECT con.conrelid FROM pg_constraint con JOIN deps ON con.confrelid = deps.rel
+    WHERE con.contype = 'f'
+)
+SELECT relname FROM pg_class WHERE oid IN (SELECT rel FROM deps) ORDER BY relname
+"""
 
 
 # ---------------------------------------------------------------------------------------
@@ -87,10 +112,19 @@ def scratch_database(admin_url: str, name: str, keep: bool) -> Iterator[str]:
             progress(f"dropped scratch database {name}")
 
 
+def truncated_tables(conninfo: str) -> list[str]:
+    """The ingest tables and every table that references them, transitively: what
+    ``reset`` empties (the schema decides, so new referencing tables are included)."""
+    with psycopg.connect(conninfo) as conn:
+        return [r[0] for r in conn.execute(_DEPENDENTS, (list(INGEST_TABLES),))]
+
+
 def reset(conninfo: str) -> None:
-    """Empty the ingest tables and checkpoint, so every variant starts alike."""
+    """Empty the ingest tables (and their dependents) and checkpoint, so every variant
+    starts alike."""
+    tables = sql.SQL(", ").join(sql.Identifier(t) for t in truncated_tables(conninfo))
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(INGEST_TABLES)} RESTART IDENTITY")
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(tables))
         # Flush dirty pages now, not during the next variant (needs superuser).
         with suppress(psycopg.errors.InsufficientPrivilege):
             conn.execute("CHECKPOINT")
@@ -99,7 +133,9 @@ def reset(conninfo: str) -> None:
 def count(conninfo: str, table: str) -> int:
     """Rows in ``table``."""
     with psycopg.connect(conninfo) as conn:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        return conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+        ).fetchone()[0]
 
 
 def _connect_fast(conninfo: str) -> psycopg.Connection:
@@ -231,6 +267,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--admin-url", default=DEFAULT_ADMIN_URL, help="server used to create the scratch database"
     )
+    p.add_argument("--db-name", default=SCRATCH_DB, help="name of the scratch database")
     p.add_argument("--keep-db", action="store_true", help="do not drop the scratch database")
     p.add_argument(
         "--force-truncate",
@@ -256,7 +293,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="parent of the temporary directory for the log file "
         "(unset: the system temp dir; removed at the end either way)",
     )
-    return p.parse_args(argv)
+    smoke.add_smoke(p)
+    return smoke.parse(p, argv, smoke_sizes())
 
 
 def _median(items: Sequence[T], key: Callable[[T], float]) -> T:
@@ -271,7 +309,9 @@ def code_version() -> dict[str, Any]:
         out = subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=False)
         return out.stdout.rstrip("\n")  # porcelain lines start with a significant space
 
-    dirty = git("status", "--porcelain", "--", "collectors", "db", "diffwatch")
+    dirty = git(
+        "status", "--porcelain", "--", "diffwatch/collectors", "diffwatch/db", "diffwatch/cli"
+    )
     return {
         "commit": git("rev-parse", "--short", "HEAD").strip() or None,
         "uncommitted": [line[3:] for line in dirty.splitlines()],
@@ -420,6 +460,8 @@ def bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
         },
         "pass_basis": "ratios and pass: median wall-clock rows/s of each variant over the rounds",
         "correct": correct,
+        "truncated_between_variants": truncated_tables(conninfo),
+        "smoke": args.smoke,
         "postgres_version": pg_version,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
@@ -437,20 +479,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.database_url:
         url = normalise_url(args.database_url)
         migrate.upgrade(url)  # no-op when already at head
-        held = count(raw_conninfo(url), "generations")
+        conninfo = raw_conninfo(url)
+        held = {t: n for t in truncated_tables(conninfo) if (n := count(conninfo, t))}
         if held and not args.force_truncate:
             raise SystemExit(
-                f"{args.database_url}: generations holds {held} rows and the benchmark "
-                "TRUNCATEs it; use a scratch database or pass --force-truncate"
+                f"{args.database_url}: the benchmark TRUNCATEs tables that hold rows "
+                f"({', '.join(f'{t}: {n}' for t, n in held.items())}); fix: use a scratch "
+                "database (leave --database-url unset) or pass --force-truncate"
             )
         result = bench(args, url)
         result["database"] = "given (--database-url / DIFFWATCH_DATABASE_URL)"
     else:
-        with scratch_database(args.admin_url, SCRATCH_DB, args.keep_db) as url:
-            progress(f"migrating scratch database {SCRATCH_DB}")
+        with scratch_database(args.admin_url, args.db_name, args.keep_db) as url:
+            progress(f"migrating scratch database {args.db_name}")
             migrate.upgrade(url)
             result = bench(args, url)
-            result["database"] = f"scratch {SCRATCH_DB} on {args.admin_url.split('@')[-1]}"
+            result["database"] = f"scratch {args.db_name} on {args.admin_url.split('@')[-1]}"
     print(json.dumps(result, indent=2))
     return 0 if result["correct"]["ok"] else 1
 

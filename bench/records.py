@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from db.queries.ingest import COPY_COLUMNS
+from diffwatch.db.queries.ingest import COPY_COLUMNS
 
 MODELS = [  # (model, versions, weight, (min steps, max steps), cfg range, turbo)
     (

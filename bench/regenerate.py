@@ -9,8 +9,10 @@ batch), after a warm-up call, as the median of ``--repeats`` calls:
 
 1. baseline, "plain diffusers defaults": fp32, diffusers' default attention, no
    channels_last, no compile, batch 1 (and batch 16 unless ``--no-default-16``);
-2. ours, eager: the engine's own setup (``scoring.diffusion_load.prepare_pipeline``: fp16 on
-   cuda, SDPA, channels_last) run through ``scoring.regenerate.Regenerator``, per batch size;
+2. ours, eager: the engine's own setup (``diffwatch.drift.diffusion_load.prepare_pipeline``: fp16
+on
+   cuda, SDPA, channels_last) run through ``diffwatch.drift.regenerate.Regenerator``, per batch
+   size;
 3. ours, compiled (``--compile``, on by default on cuda): the same with the UNet in
    ``torch.compile(mode=--compile-mode)``, at ``--compile-batch-sizes`` (default: the
    largest). With ``compile`` the engine also fuses the QKV projections, compiles the VAE
@@ -42,7 +44,21 @@ sys.path[:] = [str(REPO)] + [
     p for p in sys.path if Path(p or ".").resolve() not in (REPO, REPO / "bench")
 ]
 
+from bench import smoke  # noqa: E402
+
 GOALS = {"goal_image_steps_per_s": 200.0, "goal_ratio_vs_default_batch1": 3.0}
+# --smoke: the tiny pipeline on the CPU, 2 steps of 64 px (the least), defaults at batch 1,
+# ours at batch 2, one timed call each.
+SMOKE = {
+    "device": "cpu",
+    "tiny": True,
+    "batch_sizes": "2",
+    "steps": 2,
+    "size": 64,
+    "repeats": 1,
+    "compile": False,
+    "default_16": False,
+}
 CFG_SCALE = 7.5
 PROMPT = "a photograph of an astronaut riding a horse on the moon, highly detailed"
 QUIET = {"on": False}
@@ -65,7 +81,7 @@ def sd15_pipeline(device: str, seed: int = 0) -> Any:
     )
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from scoring.tiny_pipeline import SD15_SCHEDULER_CONFIG, load_clip_tokenizer
+    from diffwatch.demo.tiny_pipeline import SD15_SCHEDULER_CONFIG, load_clip_tokenizer
 
     torch.manual_seed(seed)
     with torch.device(device):  # random init on the GPU: seconds instead of a minute
@@ -118,8 +134,8 @@ def sd15_pipeline(device: str, seed: int = 0) -> Any:
 
 
 def tiny_pipeline() -> Any:
-    """The tiny random-weight pipeline (``scoring.tiny_pipeline``), fp32 on the CPU."""
-    from scoring.tiny_pipeline import build_tiny_pipeline
+    """The tiny random-weight pipeline (``diffwatch.demo.tiny_pipeline``), fp32 on the CPU."""
+    from diffwatch.demo.tiny_pipeline import build_tiny_pipeline
 
     pipe = build_tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)
@@ -183,7 +199,7 @@ def plain_call(pipe: Any, batch: int, steps: int, size: int) -> Any:
 
 def engine_call(loaded: Any, batch: int, steps: int, size: int) -> Any:
     """One Regenerator run of ``batch`` requests that share one pipeline call."""
-    from scoring.regenerate import Regenerator, RegenRequest
+    from diffwatch.drift.regenerate import Regenerator, RegenRequest
 
     regen = Regenerator(loaded, max_batch=batch)
     requests = [
@@ -225,7 +241,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--compile-mode",
         default=None,
-        help="torch.compile mode (default: scoring.diffusion_load.COMPILE_MODE)",
+        help="torch.compile mode (default: drift.diffusion_load.COMPILE_MODE)",
     )
     ap.add_argument(
         "--compile-batch-sizes",
@@ -255,7 +271,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    return ap.parse_args(argv)
+    smoke.add_smoke(ap)
+    return smoke.parse(ap, argv, SMOKE)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -263,8 +280,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import diffusers
     import torch
 
-    from scoring.diffusion_config import DiffusionConfig
-    from scoring.diffusion_load import COMPILE_MODE, prepare_pipeline, resolve_device
+    from diffwatch.drift.diffusion_config import DiffusionConfig
+    from diffwatch.drift.diffusion_load import COMPILE_MODE, prepare_pipeline, resolve_device
 
     args = parse_args(argv)
     QUIET["on"] = args.quiet
@@ -279,6 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mode = args.compile_mode or COMPILE_MODE
     result: dict[str, Any] = {
         "bench": "regenerate",
+        "smoke": args.smoke,
         "pipeline": "tiny random-weight SD" if args.tiny else "SD 1.5 architecture, random weights",
         "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
         "torch": torch.__version__,
@@ -366,6 +384,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         >= GOALS["goal_ratio_vs_default_batch1"],
         total_seconds=round(time.perf_counter() - t0, 1),
     )
+    # Every engine call raised unless each request came back with an image (engine_call).
+    expected = {("default_fp32", 1)} | {(f"ours_eager_{precision}", b) for b in sizes}
+    measured = {(r["config"], r["batch"]) for r in rows}
+    result["correct"] = {
+        "every_config_measured": expected <= measured,
+        "rates_positive": all(r["image_steps_per_s"] > 0 for r in rows),
+    }
+    result["correct"]["ok"] = all(
+        result["correct"][k] for k in ("every_config_measured", "rates_positive")
+    )
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
@@ -374,4 +402,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if main()["correct"]["ok"] else 1)

@@ -2,14 +2,15 @@
 NudeNet's own detect(), in the same run.
 
 Writes ``--images`` synthetic 512×512 photo-like images as JPEG (quality 90) and PNG into a
-temporary directory, loads CLIP ViT-B-32 (RANDOM weights, saved to a file and loaded through
-``scoring.clip.load_clip``: timing only) and NudeNet 320n through the scorers the worker runs
-(``scoring.scorers``), then measures on ``--device``:
+temporary directory, loads CLIP ViT-B-32 (RANDOM weights, saved to a file and loaded
+through ``diffwatch.scoring.clip.scorer.load_clip``: timing only) and NudeNet 320n through
+the scorers the worker runs (``diffwatch.scoring.scorers``), then measures on ``--device``:
 
-1. end to end, per format and for clip, nsfw and both: files → ``scoring.loader.ImageLoader``
+1. end to end, per format and for clip, nsfw and both: files →
+``diffwatch.scoring.loader.ImageLoader``
    (the worker's loader: loader processes, nvJPEG on CUDA, prompt tokens) → scorer →
    results in memory, with the next batch's load prefetched while the current one is
-   scored, as ``scoring.worker`` does. No database: no claims, no writes. With
+   scored, as ``diffwatch.scoring.worker`` does. No database: no claims, no writes. With
    ``--threads-baseline``, CLIP end to end again with the earlier design (a thread pool,
    Pillow decoding, tokenizing on the scoring thread), in the same run;
 2. loading alone (the same loader), and the scorers alone on decoded arrays in memory;
@@ -42,6 +43,8 @@ sys.path[:] = [str(REPO)] + [
 ]
 
 from bench import scoring_stages as stages  # noqa: E402
+from bench import smoke  # noqa: E402
+from bench.roots import allow_images  # noqa: E402
 from bench.scoring_data import FORMATS, prompts, write_images  # noqa: E402
 from bench.scoring_pipeline import check_outcomes, decode_only, pipeline  # noqa: E402
 
@@ -52,6 +55,28 @@ GOALS = {
     "nsfw_vs_nudenet_detect": 20.0,
 }
 SCORER_SETS = {"clip": ("clip",), "nsfw": ("nsfw",), "both": ("clip", "nsfw")}
+TINY_CLIP = "tiny"  # --clip-model tiny: diffwatch.demo.tiny_clip, 2 layers, 64 px
+
+
+def smoke_sizes() -> dict[str, object]:
+    """``--smoke``: 4 JPEG files in batches of 2, the tiny CLIP and NudeNet on the CPU, each
+    scorer alone (``both`` only repeats them)."""
+    return {
+        "scorers": "clip,nsfw",
+        "images": 4,
+        "unique_images": 2,
+        "batch_size": 2,
+        "formats": "jpeg",
+        "device": "cpu",
+        "load_threads": 2,
+        "load_processes": 0,
+        "clip_model": TINY_CLIP,
+        "detect_images": 2,
+        "held_images": 4,
+        "min_s": 0.01,
+    }
+
+
 QUIET = {"on": False}
 
 
@@ -65,9 +90,18 @@ def progress(msg: str) -> None:
 # Models
 # ---------------------------------------------------------------------------------------
 def random_clip_checkpoint(directory: Path, model_name: str) -> Path:
-    """Save an open_clip ``model_name`` with random (seeded) weights as a state dict file."""
+    """Save an open_clip ``model_name`` with random (seeded) weights as a state dict file.
+
+    ``TINY_CLIP`` is the demo's tiny architecture (registered with open_clip here), for
+    ``--smoke``.
+    """
     import open_clip
     import torch
+
+    if model_name == TINY_CLIP:
+        from diffwatch.demo.tiny_clip import save_tiny_clip
+
+        return save_tiny_clip(directory)
 
     torch.manual_seed(0)
     model = open_clip.create_model(model_name, pretrained=None)
@@ -77,9 +111,12 @@ def random_clip_checkpoint(directory: Path, model_name: str) -> Path:
 
 
 def build(names: Sequence[str], device: str, batch: int, ckpt: Path | None, model_name: str):
-    """The worker's scorer adapters (``scoring.scorers``), loaded on ``device``."""
-    from scoring.clip import ClipConfig
-    from scoring.scorers import ClipAlignmentScorer, NsfwScorer
+    """The worker's scorer adapters (``diffwatch.scoring.scorers``), loaded on ``device``."""
+    from diffwatch.scoring.clip.scorer import ClipConfig
+    from diffwatch.scoring.scorers import ClipAlignmentScorer, NsfwScorer
+
+    if model_name == TINY_CLIP:
+        from diffwatch.demo.tiny_clip import TINY_CLIP_NAME as model_name
 
     out: dict[str, Any] = {}
     if "clip" in names:
@@ -98,7 +135,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0].replace("\n", " ") + " Prints one JSON object.",
         epilog=(
-            "Goals (issue 3): CLIP ViT-B-32 end to end >= 8,000 images/s on one GPU and >= "
+            "Goals: CLIP ViT-B-32 end to end >= 8,000 images/s on one GPU and >= "
             "40% of its model-only ceiling; NSFW >= 2,000 images/s and >= 20x NudeNet's "
             "detect(). CLIP weights are random (no model hub here): the compute is the same "
             "as trained weights, the scores are meaningless."
@@ -148,7 +185,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also time CLIP end to end with threads and Pillow only (the earlier design)",
     )
     p.add_argument("--scorers", default="clip,nsfw,both", help="end-to-end sets to run")
-    p.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture")
+    p.add_argument(
+        "--clip-model",
+        default="ViT-B-32",
+        help=f"open_clip architecture ({TINY_CLIP!r}: the demo's tiny CLIP)",
+    )
     p.add_argument(
         "--detect-images", type=int, default=128, help="files for NudeNet's detect() baseline"
     )
@@ -164,7 +205,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--min-s", type=float, default=1.0, help="least seconds per stage timing")
     p.add_argument("--workdir", default=None, help="parent of the temporary directory")
     p.add_argument("--json-only", action="store_true", help="no progress on stderr")
-    args = p.parse_args(argv)
+    smoke.add_smoke(p)
+    args = smoke.parse(p, argv, smoke_sizes())
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     args.scorers = [s.strip() for s in args.scorers.split(",") if s.strip()]
     bad = [f for f in args.formats if f not in FORMATS] + [
@@ -285,14 +327,14 @@ def bench(args: argparse.Namespace, device: str, tmp: Path) -> dict[str, Any]:
     progress(f"loading scorers {sorted(needed)} on {device}")
     scorers = build(sorted(needed), device, batch, ckpt, args.clip_model)
 
-    from scoring.images import load_images
+    from diffwatch.scoring.images.load import load_images
 
     first = args.formats[0]
     held_paths = files.paths[first][: min(n, args.held_images)]
     held = [im.rgb for im in load_images(held_paths, workers=args.load_threads)]
     held_texts = texts[: len(held)]
 
-    res: dict[str, Any] = {"benchmark": "scoring", **environment(device)}
+    res: dict[str, Any] = {"benchmark": "scoring", "smoke": args.smoke, **environment(device)}
     res.update(
         images=n,
         unique_images=min(args.unique_images, n),
@@ -311,8 +353,8 @@ def bench(args: argparse.Namespace, device: str, tmp: Path) -> dict[str, Any]:
             "model": clip.model_name,
             "weights": "RANDOM (timing only: same compute as trained weights; scores meaningless)",
             "precision": clip.precision,
-            "loaded_through": "scoring.scorers.ClipAlignmentScorer -> scoring.clip.load_clip("
-            "ClipConfig(pretrained=None, checkpoint=FILE))",
+            "loaded_through": "diffwatch.scoring.scorers.ClipAlignmentScorer -> "
+            "diffwatch.scoring.clip.scorer.load_clip(ClipConfig(pretrained=None, checkpoint=FILE))",
         }
     if "nsfw" in scorers:
         det = scorers["nsfw"].detector
@@ -353,7 +395,7 @@ def bench(args: argparse.Namespace, device: str, tmp: Path) -> dict[str, Any]:
         progress(f"NudeNet detect(path) on {len(sub)} files (the NSFW baseline)")
         res["baseline_nudenet_detect"] = stages.nudenet_detect(sub)
 
-    from scoring.loader import ImageLoader, LoaderOptions
+    from diffwatch.scoring.loader import ImageLoader, LoaderOptions
 
     extra = {} if args.gpu_jpeg is None else {"gpu_jpeg": args.gpu_jpeg}
     opts = LoaderOptions.for_device(device, args.load_processes, threads=args.load_threads, **extra)
@@ -404,10 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     QUIET["on"] = args.json_only
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from scoring.scorers import resolve_device
+    from diffwatch.scoring.scorers import resolve_device
 
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory(prefix="diffwatch-bench-scoring-", dir=args.workdir) as tmp:
+        allow_images(tmp)
         result = bench(args, device, Path(tmp))
     print(json.dumps(result, indent=2))
     return 0 if result["correct"]["ok"] else 1

@@ -3,7 +3,8 @@
 Times, on CUDA, at ``--batch-size``: nvJPEG batch decode (bytes in memory), the loader
 (processes, then the device part), CLIP preprocessing of device tensors step by step, the
 CLIP scorer with loader tokens, and NSFW on device tensors. Prints one JSON object.
-``python bench/scoring_gpu_probe.py -h``.
+``--device cpu`` (and ``--smoke``) runs the same steps on the CPU (libjpeg decode, CPU
+tensors, fp32): it only shows that the probe still runs. ``python bench/scoring_gpu_probe.py -h``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ sys.path[:] = [str(REPO)] + [
     p for p in sys.path if Path(p or ".").resolve() not in (REPO, REPO / "bench")
 ]
 
-from bench.scoring import build, random_clip_checkpoint  # noqa: E402
+from bench import smoke  # noqa: E402
+from bench.roots import allow_images  # noqa: E402
+from bench.scoring import TINY_CLIP, build, random_clip_checkpoint  # noqa: E402
 from bench.scoring_data import prompts, write_images  # noqa: E402
 from bench.scoring_stages import rate  # noqa: E402
 
@@ -33,28 +36,50 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--min-s", type=float, default=1.0)
     p.add_argument("--load-processes", type=int, default=None)
-    args = p.parse_args(argv)
+    p.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (a smoke test)")
+    p.add_argument("--clip-model", default="ViT-B-32", help=f"open_clip name, or {TINY_CLIP!r}")
+    smoke.add_smoke(p)
+    args = smoke.parse(
+        p,
+        argv,
+        {
+            "images": 4,
+            "batch_size": 2,
+            "min_s": 0.01,
+            "load_processes": 1,
+            "device": "cpu",
+            "clip_model": TINY_CLIP,
+        },
+    )
     import torch
     import torch.nn.functional as F
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from scoring.clip_preprocess import (
+    from diffwatch.scoring.clip.preprocess import (
         _crop_or_pad,
         _resize_like_pil,
         _resize_mode,
         preprocess_batch,
         resized_size,
     )
-    from scoring.loader import ImageLoader, LoaderOptions
+    from diffwatch.scoring.loader import ImageLoader, LoaderOptions
 
-    dev, b, ms = "cuda", args.batch_size, args.min_s
-    out: dict[str, Any] = {"batch_size": b, "gpu": torch.cuda.get_device_name()}
+    dev, b, ms = args.device, args.batch_size, args.min_s
+    cuda = dev.startswith("cuda")
+    half = torch.float16 if cuda else torch.float32  # fp16 is for the GPU
+    out: dict[str, Any] = {
+        "benchmark": "scoring_gpu_probe",
+        "smoke": args.smoke,
+        "device": dev,
+        "batch_size": b,
+        "gpu": torch.cuda.get_device_name(dev) if cuda else None,
+    }
     with tempfile.TemporaryDirectory() as tmp:
+        allow_images(tmp)
         files = write_images(Path(tmp), args.images, 256, ["jpeg"])
         paths, texts = files.paths["jpeg"], prompts(args.images)
-        scorers = build(
-            ["clip", "nsfw"], dev, b, random_clip_checkpoint(Path(tmp), "ViT-B-32"), "ViT-B-32"
-        )
+        ckpt = random_clip_checkpoint(Path(tmp), args.clip_model)
+        scorers = build(["clip", "nsfw"], dev, b, ckpt, args.clip_model)
         clip = scorers["clip"]
         blobs = [
             torch.frombuffer(bytearray(Path(q).read_bytes()), dtype=torch.uint8) for q in paths[:b]
@@ -66,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         hwc = [t.permute(1, 2, 0) for t in chw]
         spec = clip.clip.preprocess
         out["clip_preprocess_device_tensors"] = rate(
-            lambda: preprocess_batch(hwc, spec, dev, torch.float16), b, dev, min_s=ms
+            lambda: preprocess_batch(hwc, spec, dev, half), b, dev, min_s=ms
         )
         x = torch.stack(hwc).permute(0, 3, 1, 2).contiguous().float()
         out["clip_pre_stack_float"] = rate(
@@ -98,13 +123,14 @@ def main(argv: list[str] | None = None) -> int:
             lambda: scorers["nsfw"].score(hwc, texts[:b]), b, dev, min_s=ms
         )
         opts = LoaderOptions.for_device(dev, args.load_processes)
+        failures = 0
         with ImageLoader(opts, clip.prompt_tokenizer) as loader:
             t0 = time.perf_counter()
-            loader.load(paths[:b], texts[:b])
+            failures += _failures(loader.load(paths[:b], texts[:b]))
             out["loader_first_call_s"] = round(time.perf_counter() - t0, 2)
             for k in range(3):
                 t0 = time.perf_counter()
-                images, _toks = loader._load_in_processes(paths[:b], texts[:b])
+                images, _toks = loader._load_in_processes(paths[:b], texts[:b], None)
                 t1 = time.perf_counter()
                 loader._decode_on_device(images)
                 t2 = time.perf_counter()
@@ -114,10 +140,21 @@ def main(argv: list[str] | None = None) -> int:
                 }
             t0 = time.perf_counter()
             for lo in range(0, len(paths), b):
-                loader.load(paths[lo : lo + b], texts[lo : lo + b])
+                failures += _failures(loader.load(paths[lo : lo + b], texts[lo : lo + b]))
             out["loader_all_images_per_s"] = round(len(paths) / (time.perf_counter() - t0), 1)
+        out["loader"] = {"processes": opts.processes, "gpu_jpeg": opts.gpu_jpeg}
+    rates = [v["items_per_s"] for v in out.values() if isinstance(v, dict) and "items_per_s" in v]
+    out["correct"] = {"loader_failures": failures, "rates_positive": all(r > 0 for r in rates)}
+    out["correct"]["ok"] = failures == 0 and out["correct"]["rates_positive"]
     print(json.dumps(out, indent=2))
-    return 0
+    return 0 if out["correct"]["ok"] else 1
+
+
+def _failures(batch: Any) -> int:
+    """Images of a ``LoadedBatch`` that failed to load."""
+    from diffwatch.scoring.images.result import LoadedImage
+
+    return sum(not isinstance(im, LoadedImage) for im in batch.images)
 
 
 if __name__ == "__main__":

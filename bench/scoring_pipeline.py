@@ -1,6 +1,6 @@
 """End-to-end and decode-only runs for bench/scoring.py.
 
-``pipeline`` mirrors ``scoring.worker.ScoringWorker.run`` without the database: the next
+``pipeline`` mirrors ``diffwatch.scoring.worker.ScoringWorker.run`` without the database: the next
 batch's ``ImageLoader.load`` (the worker's loader: processes or threads, nvJPEG, prompt
 tokens) runs on a prefetch thread while the current batch is scored on the caller's
 thread, every scorer in turn on the same decoded batch.
@@ -27,7 +27,7 @@ def pipeline(
     Returns seconds, images/s, where the main thread spent its time (waiting for decoded
     images vs scoring, s), CPU seconds of the process, and the outcomes per scorer.
     """
-    from scoring.images import LoadedImage
+    from diffwatch.scoring.images.load import LoadedImage
 
     bounds = [(lo, min(lo + batch, len(paths))) for lo in range(0, len(paths), batch)]
     outcomes: dict[str, list[Any]] = {s.key.scorer: [] for s in scorers}

@@ -4,6 +4,8 @@ per batch instead of one per image, and the CLIP image tower at larger batches.
 
 Nothing here is used by diffwatch; it measures alternatives for the next steps. Prints ONE
 JSON object on stdout; progress on stderr. Run ``python bench/scoring_probe.py -h``.
+
+``--smoke``: a few images on the CPU, run by tests/integration/test_bench_smoke.py.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ sys.path[:] = [str(REPO)] + [
     p for p in sys.path if Path(p or ".").resolve() not in (REPO, REPO / "bench")
 ]
 
+from bench import smoke  # noqa: E402
+from bench.roots import allow_images  # noqa: E402
 from bench.scoring_data import write_images  # noqa: E402
 from bench.scoring_stages import rate, sync  # noqa: E402
 
@@ -57,7 +61,7 @@ def bare_decode(path: str) -> np.ndarray:
 
 def decode_probes(paths: dict[str, list[str]], batch: int, threads: Sequence[int]) -> dict:
     """load_images at several thread counts, and a bare Pillow decode at the most (images/s)."""
-    from scoring.images import load_images
+    from diffwatch.scoring.images.load import load_images
 
     out: dict[str, Any] = {}
     for fmt, files in paths.items():
@@ -113,7 +117,7 @@ def upload_probe(images: list[np.ndarray], batch: int, device: str) -> dict[str,
     """CLIP preprocess as it is (one pinned upload per image) vs one pinned buffer a batch."""
     import torch
 
-    from scoring.clip_preprocess import PreprocessSpec, preprocess_batch
+    from diffwatch.scoring.clip.preprocess import PreprocessSpec, preprocess_batch
 
     spec = PreprocessSpec(
         size=(224, 224),
@@ -180,10 +184,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cuda")
     p.add_argument("--threads", default=f"1,4,8,{os.cpu_count()}", help="load thread counts")
     p.add_argument("--tower-batches", default="64,256,1024")
-    args = p.parse_args(argv)
+    smoke.add_smoke(p)
+    args = smoke.parse(p, argv, {"images": 4, "batch_size": 2, "device": "cpu", "threads": "1,2"})
     threads = sorted({int(t) for t in args.threads.split(",")})
-    res: dict[str, Any] = {"benchmark": "scoring_probe", "device": args.device}
+    res: dict[str, Any] = {
+        "benchmark": "scoring_probe",
+        "smoke": args.smoke,
+        "device": args.device,
+    }
     with tempfile.TemporaryDirectory(prefix="diffwatch-probe-") as tmp:
+        allow_images(tmp)
         files = write_images(Path(tmp), args.images, 256, ["jpeg", "png"])
         res["decode"] = decode_probes(files.paths, args.batch_size, threads)
         if args.device.startswith("cuda"):
@@ -201,8 +211,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except Exception as exc:
                     res[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                 progress(f"{name}: {res[name]}")
+    rates = [v for row in res["decode"].values() for v in row.values()]
+    errors = [k for k, v in res.items() if isinstance(v, dict) and "error" in v]
+    res["correct"] = {
+        "decode_rates_positive": bool(rates) and all(r > 0 for r in rates),
+        "probe_errors": errors,
+    }
+    res["correct"]["ok"] = res["correct"]["decode_rates_positive"] and not errors
     print(json.dumps(res, indent=2))
-    return 0
+    return 0 if res["correct"]["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -79,13 +79,13 @@ def clip_stages(
 ) -> dict[str, Any]:
     """CLIP's stages at ``batch``: tokenize (CPU), preprocess (upload + resize), each tower.
 
-    ``clip`` is a ``scoring.clip.ClipModel``. Tower rates use ready inputs on the device;
-    ``model_only`` runs both towers per call: the model-only ceiling of the scorer.
+    ``clip`` is a ``diffwatch.scoring.clip.scorer.ClipModel``. Tower rates use ready inputs on
+    the device; ``model_only`` runs both towers per call: the model-only ceiling of the scorer.
     """
     import torch
 
-    from scoring.clip_preprocess import preprocess_batch
-    from scoring.clip_text import tokenize
+    from diffwatch.scoring.clip.preprocess import preprocess_batch
+    from diffwatch.scoring.clip.text import tokenize
 
     device = clip.device
     dtype = torch.float16 if clip.precision == "fp16" else torch.float32
@@ -134,10 +134,10 @@ def nsfw_stages(
     """NudeNet 320n's stages at ``batch``: letterbox (CPU), upload + model + candidate
     selection, NMS and results, and the model alone on a ready float32 input.
 
-    ``detector`` is a ``scoring.nsfw.NsfwDetector``; this reaches into its private
-    ``_candidates``/``_runner``/``_session`` to time the stages apart.
+    ``detector`` is a ``diffwatch.scoring.nsfw.detector.NsfwDetector``; this reaches into its
+    private ``_candidates``/``_runner``/``_session`` to time the stages apart.
     """
-    from scoring.nsfw_ops import INPUT_SIZE, finish_detections, letterbox_uint8
+    from diffwatch.scoring.nsfw.ops import INPUT_SIZE, finish_detections, letterbox_uint8
 
     device = detector.device
     next_images = cycle(images, batch)

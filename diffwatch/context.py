@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from db import migrate
-from db.engine import raw_conninfo, resolve_url
+from diffwatch.db import migrate
+from diffwatch.db.engine import raw_conninfo, resolve_url
 from diffwatch.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)

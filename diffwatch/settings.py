@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_home() -> Path:
@@ -26,10 +28,104 @@ class Settings(BaseSettings):
         default_factory=_default_home,
         description="Directory for the embedded PostgreSQL and demo data.",
     )
+    demo_models: Path | None = Field(
+        default=None,
+        description="Where the demo keeps the models it trains or builds (its demo CLIP, "
+        "its tiny pipeline). Unset: DIFFWATCH_HOME/demo-models.",
+    )
     dashboard_url: str = Field(
         default="http://localhost:8501",
         description="Where people open the dashboard; alert emails link to views under it.",
     )
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
+        default=(),
+        description="Reverse proxies (addresses or CIDR networks, comma-separated) whose "
+        "X-Forwarded-For the dashboard's login limits believe. Empty (the default): the "
+        "header is ignored and the connection's own address counts.",
+    )
+    login_free_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins in a row for one username (and 4x as many from one "
+        "address in 15 minutes) before each further attempt must wait.",
+    )
+    login_delay_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="The first wait after those failures (seconds); it doubles with each "
+        "further failure.",
+    )
+    login_max_delay_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="The longest wait between attempts (seconds): no one can lock an "
+        "account for longer.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        from diffwatch.model.client_address import parse_trusted
+
+        if isinstance(value, str | list | tuple):
+            return parse_trusted(value if isinstance(value, str) else [str(v) for v in value])
+        return value
+
+    image_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Where image reads may go: local directories and remote prefixes "
+        "(s3://bucket/prefix), comma-separated or a JSON list. Unset or empty: "
+        "DIFFWATCH_HOME/demo/images, DIFFWATCH_HOME/demo/drift and DIFFWATCH_HOME/drift, "
+        "nothing remote (docs/scoring.md).",
+    )
+    image_read_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds one image read may take before it fails as timed out.",
+    )
+
+    @field_validator("image_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _default_roots(self) -> Settings:
+        if not self.image_roots:
+            self.image_roots = [
+                str(self.home / "demo" / "images"),
+                str(self.home / "demo" / "drift"),  # the demo's re-generated images
+                str(self.home / "drift"),
+            ]
+        for root in self.image_roots:
+            problem = _root_problem(root)
+            if problem:
+                raise ValueError(
+                    f"DIFFWATCH_IMAGE_ROOTS entry {root!r}: {problem}; give absolute local "
+                    "directories or remote prefixes such as s3://bucket/prefix, comma-separated"
+                )
+        return self
+
+
+def _root_problem(root: str) -> str | None:
+    """What is wrong with one DIFFWATCH_IMAGE_ROOTS entry, or None."""
+    if "::" in root:
+        return "chained fsspec URLs (::) are not allowed"
+    if "://" in root:
+        protocol, _, rest = root.partition("://")
+        if not protocol or not rest.strip("/"):
+            return "a remote root needs a protocol and a prefix (s3://bucket/prefix)"
+        return None
+    if not Path(root).expanduser().is_absolute():
+        return "a local root must be an absolute directory"
+    return None
 
 
 def load_settings() -> Settings:

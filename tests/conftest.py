@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from db import migrate
-from db.engine import raw_conninfo
+from diffwatch.db import migrate
+from diffwatch.db.engine import raw_conninfo
 
 TABLES_KEEP = {"alembic_version"}
 
@@ -19,6 +19,20 @@ TABLES_KEEP = {"alembic_version"}
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _image_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests keep their images under pytest's temporary directory: make it the image root
+    (DIFFWATCH_IMAGE_ROOTS), as an operator names their image storage. Subprocesses inherit
+    it. Tests about confinement set their own roots."""
+    before = os.environ.get("DIFFWATCH_IMAGE_ROOTS")
+    os.environ["DIFFWATCH_IMAGE_ROOTS"] = str(tmp_path_factory.getbasetemp())
+    yield
+    if before is None:
+        os.environ.pop("DIFFWATCH_IMAGE_ROOTS", None)
+    else:
+        os.environ["DIFFWATCH_IMAGE_ROOTS"] = before
 
 
 @pytest.fixture(scope="session")
@@ -148,8 +162,45 @@ def smtp():
 @pytest.fixture
 def smtp_settings(smtp):
     """SmtpSettings that send to the ``smtp`` server."""
-    from alerts.smtp import SmtpSettings
+    from diffwatch.alerts.smtp import SmtpSettings
 
     return SmtpSettings(
         host="127.0.0.1", port=smtp.port, sender="alerts@diffwatch.test", timeout_s=3
     )
+
+
+def _demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One directory for the demo's models that every xdist worker of this run sees
+    (DIFFWATCH_TEST_DEMO_MODELS, if set, keeps them between runs: weights are keyed by their
+    recipe, so a changed recipe still trains afresh)."""
+    if keep := os.environ.get("DIFFWATCH_TEST_DEMO_MODELS"):
+        return Path(keep)
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "demo-models"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _demo_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every demo run of the test session shares one DIFFWATCH_DEMO_MODELS, so the demo CLIP
+    is trained once per run (the first to need it trains, the others wait on its lock)."""
+    before = {
+        k: os.environ.get(k) for k in ("DIFFWATCH_DEMO_MODELS", "DIFFWATCH_DEMO_CLIP_THREADS")
+    }
+    os.environ["DIFFWATCH_DEMO_MODELS"] = str(_demo_models(tmp_path_factory))
+    # The suite runs two workers on two cores: one training thread (two spin-wait there).
+    os.environ["DIFFWATCH_DEMO_CLIP_THREADS"] = "1"
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def demo_clip(tmp_path_factory: pytest.TempPathFactory):
+    """The demo CLIP, trained once per test run (about a minute on 2 cores): a model that
+    has learned the demo's scenes, so its scores can be right or wrong."""
+    from diffwatch.demo.demo_clip import ensure_demo_clip
+
+    return ensure_demo_clip(_demo_models(tmp_path_factory))

@@ -53,7 +53,7 @@ def seed_with_images(conninfo: str, directory: Path, n: int, size: int = 64) -> 
     import numpy as np
     from PIL import Image
 
-    from collectors.logs.collector import LogCollector
+    from diffwatch.collectors.logs.collector import LogCollector
 
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -81,4 +81,19 @@ def tiny_clip_args(directory: Path, seed: int = 0) -> list[str]:
         str(directory / f"{TINY_CLIP_NAME}.json"),
         "--clip-checkpoint",
         str(ckpt),
+    ]
+
+
+def demo_clip_args(clip) -> list[str]:
+    """``diffwatch score`` / ``demo`` options that load the trained demo CLIP (the
+    ``demo_clip`` fixture) through the real loader."""
+    from diffwatch.demo.demo_clip import DEMO_CLIP_NAME
+
+    return [
+        "--clip-model",
+        DEMO_CLIP_NAME,
+        "--clip-model-config",
+        str(clip.checkpoint.parent / f"{DEMO_CLIP_NAME}.json"),
+        "--clip-checkpoint",
+        str(clip.checkpoint),
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -18,10 +19,34 @@ from pathlib import Path
 import psycopg
 
 
+def _ephemeral_range() -> range:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port *outside* the kernel's ephemeral range.
+
+    A cluster that is stopped and started again must get its port back. An ephemeral port
+    (what binding port 0 gives) can be taken in between as the local end of any outgoing
+    connection on a busy machine, and the restart then fails to bind.
+    """
+    ephemeral = _ephemeral_range()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        if port in ephemeral:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32000 for a test cluster")
 
 
 class TempCluster:
@@ -52,7 +77,15 @@ class TempCluster:
         cmd = [str(self.bin / tool), *args]
         if self.user:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+        try:
+            subprocess.run(cmd, check=True, capture_output=True, timeout=180, text=True)
+        except subprocess.CalledProcessError as exc:
+            log = self.pgdata / "log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(
+                f"{tool} {' '.join(args)} failed ({exc.returncode}): {exc.stderr.strip()}\n"
+                f"server log:\n{tail}"
+            ) from exc
 
     def start(self) -> None:
         self._run(
@@ -68,7 +101,14 @@ class TempCluster:
         )
 
     def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-m", mode, "stop")
+        """Stop the server; a fast stop that a loaded machine cannot finish in 2 min ends it
+        the immediate way (either way the server is gone, which is what the tests need)."""
+        try:
+            self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "120", "-m", mode, "stop")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            if mode == "immediate":
+                raise
+            self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-m", "immediate", "stop")
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -82,6 +122,6 @@ class TempCluster:
                 time.sleep(0.2)
 
     def destroy(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
+        with contextlib.suppress(RuntimeError):
             self.stop("immediate")
         shutil.rmtree(self.pgdata, ignore_errors=True)

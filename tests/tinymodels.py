@@ -1,6 +1,6 @@
 """Tiny models for tests, saved to files and loaded through the same code path as real weights.
 
-The tiny CLIP lives in the package (``scoring.tiny_clip``) because the demo uses it too::
+The tiny CLIP lives in the package (``diffwatch.demo.tiny_clip``) because the demo uses it too::
 
     ckpt = save_tiny_clip(tmp_path)           # registers the architecture, writes a state dict
     clip = load_clip(ClipConfig(model_name=TINY_CLIP_NAME, pretrained=None,
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scoring.tiny_clip import (
+from diffwatch.demo.tiny_clip import (
     TINY_CLIP_EMBED_DIM,
     TINY_CLIP_IMAGE_SIZE,
     TINY_CLIP_NAME,

@@ -1,43 +1,74 @@
-"""One login attempt, decided: address throttle, account lock, password check, audit.
+"""One login attempt, decided: address and account delays, password check, audit.
 
 The dashboard's login form calls ``attempt``; everything it decides is written to
-``audit_log`` (``login.ok``, ``login.fail``, ``login.throttled``) with the client address,
-so failures are both logged and counted. No Streamlit here.
+``audit_log`` (``login.ok``, ``login.fail``, ``login.throttled``) with the client address
+and the reason, so failures are both logged and counted. No Streamlit here.
 
-Two limits stop password guessing:
+Two limits slow password guessing down; neither is a lock that someone else can hold:
 
-- **per account:** ``max_failures`` failures in a row lock the account for ``lock_s``
-  seconds (``db.queries.users.record_login``); ``diffwatch users passwd`` clears a lock;
-- **per address:** ``ip_max_failures`` failed or throttled attempts from one address in
-  ``ip_window_s`` seconds refuse further attempts from it, without checking the password,
-  until older failures leave the window. This one also stops spraying one password
-  over many usernames, which the account lock cannot see.
+- **per username:** after ``free_failures`` failures in a row, each further attempt must
+  wait ``delay_s``, doubling with every failure up to ``max_delay_s``; an attempt during
+  the wait is refused without checking the password and does not lengthen it. A success
+  or ``diffwatch users passwd`` clears it. Whoever guesses at someone's name can make them
+  wait at most ``max_delay_s``, never lock them out.
+- **per address:** the same from ``address_free_failures`` failures from one client
+  address in ``address_window_s`` (spraying one password over many usernames, which the
+  username limit cannot see). The address is the connection's, or one vouched for by a
+  trusted proxy (``diffwatch.model.client_address``); an IPv6 client counts as its /64; an
+  attempt without an address counts under no address, never in one shared bucket.
 
-Unknown usernames cost the same argon2 time as known ones, and get the same message, so the
-form does not reveal which accounts exist.
+Every refusal (wrong password, unknown username, a wait) gets the same message and costs
+the same argon2 time, so the form tells nobody which accounts exist or are being guessed
+at; the audit log keeps the detail.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from db.queries import users as q
-from db.queries.users import SessionUser
 from diffwatch.auth.passwords import hash_password, needs_rehash, verify_or_waste_time
+from diffwatch.db.queries import users as q
+from diffwatch.db.queries.users import SessionUser
+from diffwatch.model.client_address import address_bucket
 
-WRONG = "Wrong username or password."
+if TYPE_CHECKING:
+    from diffwatch.settings import Settings
+
+WRONG = (
+    "Wrong username or password, or too many failed attempts: each failure makes the next "
+    "attempt wait a little longer. Check both and try again in a few minutes."
+)
 
 
 @dataclass(frozen=True)
 class LoginLimits:
-    """How many failures lock an account or throttle an address, and for how long."""
+    """When failures start to slow further attempts down, and by how much (seconds)."""
 
-    max_failures: int = 5
-    lock_s: float = 900.0
-    ip_max_failures: int = 20
-    ip_window_s: float = 900.0
+    free_failures: int = 5  # in a row, for one username
+    address_free_failures: int = 20  # from one address within address_window_s
+    address_window_s: float = 900.0
+    delay_s: float = 2.0  # the first wait; it doubles with every further failure
+    max_delay_s: float = 900.0
+
+    def wait_s(self, failures: int, free: int) -> float:
+        """Seconds the next attempt waits after ``failures`` (none below ``free``)."""
+        if failures < free:
+            return 0.0
+        return min(self.max_delay_s, self.delay_s * 2.0 ** min(failures - free, 60))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoginLimits:
+        """The limits of ``DIFFWATCH_LOGIN_*`` (the address allows 4x the username's)."""
+        return cls(
+            free_failures=settings.login_free_failures,
+            address_free_failures=4 * settings.login_free_failures,
+            address_window_s=max(900.0, settings.login_max_delay_s),
+            delay_s=settings.login_delay_s,
+            max_delay_s=settings.login_max_delay_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -46,16 +77,27 @@ class LoginResult:
 
     user: SessionUser | None
     message: str
-    reason: str  # ok | wrong | locked | inactive | throttled | empty
+    reason: str  # ok | wrong | inactive | throttled | empty
 
     @property
     def ok(self) -> bool:
         return self.user is not None
 
 
-def _minutes(seconds: float) -> str:
-    m = max(1, round(seconds / 60))
-    return f"{m} minute{'s' if m != 1 else ''}"
+def _address_wait(conn: psycopg.Connection, bucket: str, lim: LoginLimits) -> float:
+    """Seconds that address ``bucket`` must still wait (0: none)."""
+    failures, since_last = q.login_failures_from(conn, bucket, lim.address_window_s)
+    wait = lim.wait_s(failures, lim.address_free_failures)
+    return max(0.0, wait - since_last) if wait and since_last is not None else 0.0
+
+
+def _refuse(
+    conn: psycopg.Connection, target: str, password: str, details: dict[str, Any], **why: Any
+) -> LoginResult:
+    """Refuse without checking the password, in the time a check takes (no timing tell)."""
+    verify_or_waste_time(None, password)
+    q.audit(conn, None, "login.throttled", target[:200], {**details, **why})
+    return LoginResult(None, WRONG, "throttled")
 
 
 def attempt(
@@ -66,36 +108,33 @@ def attempt(
     limits: LoginLimits | None = None,
     method: str = "password",
 ) -> LoginResult:
-    """Check one username and password from address ``ip``; audit and count the attempt."""
+    """Check one username and password from address ``ip`` (None: unknown); audit and
+    count the attempt."""
     lim = limits or LoginLimits()
-    addr = ip or "unknown"
-    details = {"ip": addr, "method": method}
+    bucket = address_bucket(ip)
+    details: dict[str, Any] = {"ip": ip or "unknown", "method": method}
+    if bucket is not None:
+        details["bucket"] = bucket
     username = (username or "").strip()
     if not username or not password:
         return LoginResult(None, "Give both a username and a password.", "empty")
-    if q.failed_logins_from(conn, addr, lim.ip_window_s) >= lim.ip_max_failures:
-        q.audit(conn, None, "login.throttled", username[:200], details)
-        return LoginResult(
-            None,
-            f"Too many failed logins from your address; try again in {_minutes(lim.ip_window_s)}.",
-            "throttled",
-        )
+    if bucket is not None:
+        wait = _address_wait(conn, bucket, lim)
+        if wait > 0:
+            return _refuse(conn, username, password, details, reason="address",
+                           retry_in_s=round(wait, 1))  # fmt: skip
     user = q.get_user_for_login(conn, username)
-    good = verify_or_waste_time(user.password_hash if user else None, password)
     if user is not None and user.locked:
-        q.audit(conn, None, "login.fail", user.username, {**details, "reason": "locked"})
-        return LoginResult(
-            None,
-            "This account is locked after repeated failed logins; try again later, or ask "
-            "an admin to reset the password (`diffwatch users passwd`).",
-            "locked",
-        )
+        return _refuse(conn, user.username, password, details, reason="account",
+                       retry_in_s=round(user.wait_s, 1))  # fmt: skip
+    good = verify_or_waste_time(user.password_hash if user else None, password)
     if user is not None and good and not user.active:
         q.audit(conn, None, "login.fail", user.username, {**details, "reason": "inactive"})
         return LoginResult(None, "This account is deactivated; ask an admin.", "inactive")
     if user is None or not good:
-        q.record_login(conn, username, ok=False, max_failures=lim.max_failures,
-                       lock_s=lim.lock_s, details=details)  # fmt: skip
+        q.record_login(conn, username, ok=False, free_failures=lim.free_failures,
+                       delay_s=lim.delay_s, max_delay_s=lim.max_delay_s,
+                       details=details)  # fmt: skip
         return LoginResult(None, WRONG, "wrong")
     q.record_login(conn, user.username, ok=True, details=details)
     if needs_rehash(user.password_hash):

@@ -1,4 +1,10 @@
-"""argon2id password hashing (argon2-cffi) and the password policy of local accounts."""
+"""argon2id password hashing (argon2-cffi) and the password policy of local accounts.
+
+The policy refuses passwords that attackers try first: those on the list of the 30,000 most
+common passwords that ships with zxcvbn (Dropbox's estimator, from leaked-password
+corpora), and those zxcvbn estimates under 10^8 guesses (score below 3: repeats such as
+``aaaaaaaaaa``, keyboard walks, dates, a dictionary word with digits).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 MIN_LENGTH = 10  # characters
 # argon2 would hash a megabyte happily, but a login form should not make us try.
 MAX_LENGTH = 1024  # characters
+MIN_SCORE = 3  # zxcvbn's 0-4 scale; 3: at least 10^8 guesses ("safely unguessable")
+ESTIMATE_CHARS = 100  # zxcvbn's time grows fast with length; its first 100 characters tell
+_FIX = "choose another, for example three or four unrelated words"
 
 
 class WeakPassword(ValueError):
@@ -75,7 +84,33 @@ def policy_problems(password: str, username: str | None = None) -> list[str]:
         problems.append("it is only spaces; use letters, digits or words")
     if username and password.strip().lower() == username.strip().lower():
         problems.append("it is the username; choose something others cannot guess from it")
+    if not problems:  # the rules above say what to fix first; guessability after them
+        problems.extend(_guessability_problems(password, username))
     return problems
+
+
+@lru_cache(maxsize=1)
+def _common_passwords() -> frozenset[str]:
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def _guessability_problems(password: str, username: str | None) -> list[str]:
+    """Whether ``password`` is a common password or one zxcvbn guesses fast."""
+    from zxcvbn import zxcvbn
+
+    if password.strip().lower() in _common_passwords():
+        return [
+            "it is on the list of the 30,000 most common passwords (shipped with zxcvbn), "
+            f"which attackers try first; {_FIX}"
+        ]
+    inputs = [username, "diffwatch"] if username else ["diffwatch"]
+    result = zxcvbn(password[:ESTIMATE_CHARS], user_inputs=inputs)
+    if result["score"] >= MIN_SCORE:
+        return []
+    why = result["feedback"].get("warning") or "it follows a pattern that is quick to guess"
+    return [f"it is easy to guess ({why.rstrip('.')}); {_FIX}"]
 
 
 def check_policy(password: str, username: str | None = None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from db.models_accounts import ROLES
+from diffwatch.db.models_accounts import ROLES
 
 STAFF = frozenset({"admin", "ops"})
 EVERYONE = frozenset(ROLES)

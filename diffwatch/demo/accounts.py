@@ -16,8 +16,8 @@ from pathlib import Path
 
 import psycopg
 
-from db.queries import users as users_sql
 from diffwatch.auth.passwords import hash_password
+from diffwatch.db.queries import users as users_sql
 
 ACTOR = "demo"  # audit_log.actor of the demo's account changes
 # (username, role, display name), created in this order: the admin first, so putting an

@@ -2,8 +2,10 @@
 logged prompts and the shipped golden set (``golden.toml``) through the real drift jobs.
 
 With no production pipeline configured (``--pipeline`` / DIFFWATCH_PIPELINE) the demo uses
-the tiny random-weight pipeline; with no CLIP weights it uses the tiny random-weight CLIP.
-Every run made with a tiny model is stored with ``demo = true`` and labelled as meaningless.
+the tiny random-weight pipeline; with no CLIP at all (scoring skipped) the tiny random-weight
+CLIP. The CLIP of the scoring step (real weights, or the demo CLIP trained on the demo's
+scenes) is used when there is one. Every run made with a tiny random-weight model is stored
+with ``demo = true`` and labelled as meaningless.
 """
 
 from __future__ import annotations
@@ -33,21 +35,21 @@ def _clip(home: Path, clip_scorer: Any | None, clip_label: str | None) -> tuple[
 
     if clip_scorer is not None:
         return clip_scorer, clip_label or "CLIP", False
-    from scoring.tiny_clip import TINY_CLIP_LABEL, tiny_clip_scorer
+    from diffwatch.demo.tiny_clip import TINY_CLIP_LABEL, tiny_clip_scorer
 
     return tiny_clip_scorer(home, "cpu"), TINY_CLIP_LABEL, True
 
 
 def _pipeline(home: Path, source: str | None) -> tuple[Any, bool]:
-    from scoring.diffusion_config import DiffusionConfig
-    from scoring.diffusion_load import load_pipeline
+    """(LoadedPipeline on the CPU, tiny?): ``source``, else the tiny demo pipeline."""
+    from diffwatch.drift.jobs import load_regen_pipeline
 
     tiny = source is None
     if tiny:
-        from scoring.tiny_pipeline import tiny_pipeline_dir
+        from diffwatch.demo.tiny_pipeline import tiny_pipeline_dir
 
         source = str(tiny_pipeline_dir(home))
-    return load_pipeline(DiffusionConfig(source=str(source), device="cpu", max_batch=4)), tiny
+    return load_regen_pipeline(str(source), "cpu"), tiny
 
 
 def run_demo_drift(
@@ -61,11 +63,15 @@ def run_demo_drift(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the three drift checks on the demo's window; return their summaries (JSON-ready)."""
-    from scoring.drift_golden import run_golden
-    from scoring.drift_prompts import ClipTextEmbedder, PromptDriftOptions, run_prompt_drift
-    from scoring.drift_regen import Context, RegenOptions, run_sample
-    from scoring.golden import load_golden_set
-    from scoring.tiny_pipeline import TINY_PIPELINE_LABEL
+    from diffwatch.demo.tiny_pipeline import TINY_PIPELINE_LABEL
+    from diffwatch.drift.golden import run_golden
+    from diffwatch.drift.golden_set import load_golden_set
+    from diffwatch.drift.prompts import (
+        ClipTextEmbedder,
+        PromptDriftOptions,
+        run_prompt_drift,
+    )
+    from diffwatch.drift.regen import Context, RegenOptions, run_sample
 
     start, end = window
     span = end - start
@@ -74,7 +80,7 @@ def run_demo_drift(
     try:
         prompts: dict[str, Any] = run_prompt_drift(
             conninfo,
-            ClipTextEmbedder(scorer, label),
+            ClipTextEmbedder(scorer, label, general=False),  # a demo CLIP, never a real one
             PromptDriftOptions(
                 current=f"{current.total_seconds() / 60:g}m",
                 reference=f"{(span - current).total_seconds() / 60:g}m",
@@ -95,6 +101,7 @@ def run_demo_drift(
     regen = RegenOptions(
         output_dir=home / "drift", sample=opts.sample, calibration=CALIBRATION,
         window=f"{span.total_seconds() / 60:.0f}m", until=end,
+        image_roots=(str(home / "images"),),
     )  # fmt: skip
     outputs: list[dict[str, Any]] = []
     for check in (
@@ -111,9 +118,19 @@ def run_demo_drift(
     return {
         "prompts": {
             k: prompts[k]
-            for k in ("run_id", "drifted", "demo", "test", "windows", "error")
+            for k in (
+                "run_id",
+                "drifted",
+                "demo",
+                "test",
+                "lexical",
+                "combined",
+                "windows",
+                "error",
+            )
             if k in prompts
-        },
+        }
+        | ({"grew": prompts["terms"]["grew"][:5]} if "terms" in prompts else {}),
         "regenerate": sample,
         "golden": golden,
         "tiny_pipeline": tiny_pipe,

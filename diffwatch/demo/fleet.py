@@ -13,7 +13,7 @@ from datetime import datetime
 
 import numpy as np
 
-from collectors.gpu.model import GpuReading
+from diffwatch.model.gpu import GpuReading
 
 SOURCE = "demo"  # gpu_samples.source of every simulated reading
 

@@ -1,20 +1,19 @@
 """Simulated human raters for the demo (pure: no database, no clock).
 
-A simulated rater "looks at" an item through what the database knows about it: where its
-CLIP score ranks among the items seen (``clip_pct``), whether NudeNet flagged it, and
-whether it came from the canary. The ratings are made up *from* the CLIP score, with noise
-and a per-rater bias, so the rating analytics have something to show (a clearly positive
-CLIP-vs-adherence correlation, a harsher rater, some NSFW disagreements). They are demo
-data: they say nothing about how well CLIP tracks real people.
+A simulated rater looks at an item the way a person would: they see whether the image shows
+what the prompt asked (``on_prompt``, the simulation's ground truth, ``demo.truth``), and
+whether NudeNet flagged it. They never see its CLIP score, so the rating analytics compare
+CLIP with an independent judgement: the CLIP-vs-human calibration shows how well the CLIP in
+use tells garbled images from matching ones, and a CLIP that cannot (random weights) shows
+no correlation. The ratings are demo data: they say nothing about how real people rate.
 
-Each item has a hidden "true" adherence and quality drawn from its features with an RNG
-seeded by (seed, generation id), shared by all raters, so two raters of one item agree
-more than chance (Krippendorff's alpha is positive); each rater adds their own noise.
+Each item has a hidden "true" adherence and quality drawn from its truth with an RNG seeded
+by (seed, generation id), shared by all raters, so two raters of one item agree more than
+chance (Krippendorff's alpha is positive); each rater adds their own noise and bias.
 """
 
 from __future__ import annotations
 
-import bisect
 import random
 from dataclasses import dataclass
 
@@ -35,12 +34,12 @@ GARBLED_TEXT_P = 0.03
 class ItemFeatures:
     """What a simulated rater sees of an item.
 
-    ``clip_pct``: the item's CLIP score as a percentile in [0, 1] among the demo's items
-    (None: not scored by CLIP). ``nsfw_flagged``: NudeNet's flag (None: not scored).
+    ``on_prompt``: whether the image shows the prompt's scene (None: unknown, for data
+    another run made). ``nsfw_flagged``: NudeNet's flag (None: not scored).
     """
 
     generation_id: int
-    clip_pct: float | None
+    on_prompt: bool | None
     nsfw_flagged: bool | None
     canary: bool
 
@@ -60,7 +59,7 @@ class RaterProfile:
 
 @dataclass(frozen=True)
 class SimRating:
-    """A rating as ``db.queries.review.rate`` takes it."""
+    """A rating as ``diffwatch.db.queries.review.rate`` takes it."""
 
     quality: int
     adherence: int
@@ -78,11 +77,12 @@ DEMO_RATERS: tuple[RaterProfile, ...] = (
 def item_truth(item: ItemFeatures, seed: int) -> tuple[float, float]:
     """The item's hidden (adherence, quality) on the 1..5 scale, shared by every rater."""
     rng = random.Random(f"diffwatch-demo-item:{seed}:{item.generation_id}")
-    if item.clip_pct is not None:
-        base = item.clip_pct  # follows CLIP: the analytics show a positive correlation
+    if item.on_prompt is not None:
+        # A garbled image (wrong colour, shape, count or background) is plainly off-prompt.
+        base = 0.85 if item.on_prompt else 0.2
         spread = 0.35
     else:
-        # No CLIP score to follow: the canary is off-prompt more often (as it is drawn).
+        # Unknown truth: the canary is off-prompt more often (as it is drawn).
         base = 0.45 if item.canary else 0.65
         spread = 0.6
     adherence = 1.0 + 4.0 * base + rng.gauss(0.0, spread)
@@ -122,25 +122,6 @@ def simulate_rating(
 def rater_rng(seed: int, rater: str, generation_id: int) -> random.Random:
     """The RNG of one rater on one item: the same rating whatever order items come in."""
     return random.Random(f"diffwatch-demo-rater:{seed}:{rater}:{generation_id}")
-
-
-class Percentiles:
-    """Percentile ranks of CLIP scores against the scores seen so far (mid-rank for ties).
-
-    The demo learns an item's CLIP score only when a rater claims it, so the scale is
-    built as items come; after a few dozen items the ranks are stable.
-    """
-
-    def __init__(self, prior: list[float] | None = None) -> None:
-        self._seen: list[float] = sorted(prior or [])
-
-    def add(self, value: float) -> float:
-        """Record ``value`` and return its percentile in [0, 1] among all recorded."""
-        bisect.insort(self._seen, value)
-        lo = bisect.bisect_left(self._seen, value)
-        hi = bisect.bisect_right(self._seen, value)
-        n = len(self._seen)
-        return 0.5 if n == 1 else ((lo + hi - 1) / 2) / (n - 1)
 
 
 def _score(x: float) -> int:

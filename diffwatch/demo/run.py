@@ -13,11 +13,11 @@ from typing import Any
 
 import psycopg
 
-from collectors.logs.collector import CollectSummary, LogCollector
-from db.queries import demo as demo_sql
-from db.queries import explorer as explorer_sql
-from db.queries import review as review_sql
-from db.queries import rollups
+from diffwatch.collectors.logs.collector import CollectSummary, LogCollector
+from diffwatch.db.queries import demo as demo_sql
+from diffwatch.db.queries import explorer as explorer_sql
+from diffwatch.db.queries import review as review_sql
+from diffwatch.db.queries import rollups
 from diffwatch.demo import store
 from diffwatch.demo.accounts import (
     CREDENTIALS_FILE,
@@ -32,7 +32,6 @@ from diffwatch.demo.fleet import SOURCE, build_fleet
 from diffwatch.demo.raters import (
     DEMO_RATERS,
     ItemFeatures,
-    Percentiles,
     rater_rng,
     simulate_rating,
 )
@@ -43,14 +42,17 @@ from diffwatch.demo.service import (
     minute_of,
     minutes_to_simulate,
 )
-from diffwatch.demo.traffic import MODEL, Minute
-from scoring.review_policy import ReviewPolicy
+from diffwatch.demo.traffic import MODEL, Minute, Trend
+from diffwatch.demo.truth import SceneTruth
+from diffwatch.model.review_policy import ReviewPolicy
 
 COLLECT_POLL_S = 0.2  # pause between collector passes while the service writes (s)
-# The review queue sized for the demo's default scored sample (600 images, about 60 of them
-# canary): about 100 items, 30 % of them to be rated twice so agreement has overlap.
+# The review queue sized for the demo's default scored sample (1,200 images, the versions
+# taking turns): about 160 items, 30 % of them to be rated twice so agreement has overlap,
+# and over the 50 rated images a version that the Model versions page needs to compare the
+# human ratings (60 random a version, with the canary, low-CLIP and NSFW-flagged picks).
 DEMO_REVIEW_POLICY = ReviewPolicy(
-    random_per_version=30,
+    random_per_version=60,
     low_clip_quantile=0.1,
     low_clip_max=20,
     nsfw_flagged_max=15,
@@ -60,6 +62,9 @@ DEMO_REVIEW_POLICY = ReviewPolicy(
 LEAVE_OPEN = 15  # items left unrated so a rater logging in has work (at most a quarter)
 RATER1_TURNS = 3  # rater1 takes 3 of every 5 turns: their throughputs differ
 LEASE_S = 120.0
+# The trending topic climbs over the last 6 hours, the current side of the demo's prompt
+# drift check (a quarter of the window): by the end half of the prompts ask for it.
+TREND_RAMP_MIN = 360
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class DemoOptions:
     review: bool = True  # demo accounts and simulated ratings (False: skip both)
     alerts: bool = True  # demo alert rules, a replay of their evaluation, real emails
     alert_to: str = DEFAULT_TO  # recipient of the demo's alert emails
+    trend: bool = True  # a topic climbing over the window's last hours (prompt drift finds it)
 
 
 @dataclass
@@ -85,6 +91,7 @@ class Progress:
     start: Callable[[int, int], None] = lambda minutes, pending_bytes: None
     minute: Callable[[Minute, int], None] = lambda minute, bytes_written: None
     ingested: Callable[[int], None] = lambda nbytes: None
+    train: Callable[[int, int, float], None] | None = None  # demo CLIP (step, steps, loss)
     score_start: Callable[[int], None] = lambda images: None
     scored: Callable[[int], None] = lambda images: None
     drift: Callable[[str, int, int], None] | None = None  # (stage, done, total)
@@ -134,7 +141,7 @@ class ReviewReport:
     skips: int
     two_raters: int  # items that got their second rating in this run
     open_items: int  # items still waiting for a rating (in the whole queue)
-    clip: bool  # whether the rated items had CLIP scores to follow
+    truth: int  # rated items whose ground truth (on-prompt or garbled) the raters knew
     elapsed_s: float = 0.0
 
 
@@ -149,7 +156,7 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
     """
     t0 = time.perf_counter()
     progress = progress or Progress()
-    loaded = load_scorers(opts.score) if opts.score else None
+    loaded = load_scorers(opts.score, progress.train) if opts.score else None
     end = minute_of(opts.end or datetime.now(UTC))  # whole minutes: all in the past
     start = end - round(opts.hours * 60)
     opts.out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +176,9 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
             fleet,
             store.GpuWriter(conn),
             on_minute=lambda m: progress.minute(m, service.log.bytes_written),
+            trend=Trend(peak=end, ramp_min=min(TREND_RAMP_MIN, end - start))
+            if opts.trend
+            else None,
         )
         collector = LogCollector(
             conninfo, [log_glob(opts.out)], batch_rows=2000, name="demo", progress=progress.ingested
@@ -187,7 +197,13 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
     scoring = None
     if loaded and opts.score:
         scoring = score_demo(
-            conninfo, loaded, opts.score.limit, progress.score_start, progress.scored
+            conninfo,
+            loaded,
+            opts.score.limit,
+            progress.score_start,
+            progress.scored,
+            images_dir=opts.out / "images",
+            order=opts.score.order,
         )
     drift = None
     if opts.drift:
@@ -210,10 +226,11 @@ def run_demo(conninfo: str, opts: DemoOptions, progress: Progress | None = None)
             datetime.fromtimestamp(end * 60, UTC),
             opts.hours,
             opts.seed,
+            opts.rate,
         )
     with psycopg.connect(conninfo) as conn:
         # The dashboard reads rollups only: bring them up to date with what was stored.
-        rolled = rollups.refresh(conn, rollups.DEFAULT_MINUTE_RETENTION).rows
+        rolled = rollups.refresh(conn).rows
     alerts = None
     if opts.alerts:
         # A window ending now replays up to the present, so the ratings just made count.
@@ -251,14 +268,16 @@ def run_demo_review(
     end: datetime,
     hours: float,
     seed: int,
+    rate: float,
     policy: ReviewPolicy = DEMO_REVIEW_POLICY,
     leave_open: int = LEAVE_OPEN,
 ) -> tuple[list[DemoAccount], Path, ReviewReport]:
     """Create the demo accounts, queue scored generations for review, simulate two raters.
 
     The accounts get new passwords, written to ``out``/credentials.txt (0600). Items of the
-    ``hours`` before ``end`` are queued by ``policy``; the simulated raters claim and rate
-    them through the real queue (leases, K, audit log) until ``leave_open`` items are left
+    ``hours`` before ``end`` are queued by ``policy``; the simulated raters, who know what
+    each image shows (the simulation of ``seed`` at ``rate``), claim and rate them through
+    the real queue (leases, K, audit log) until ``leave_open`` items are left
     open (at most a quarter of the open items).
     """
     t0 = time.perf_counter()
@@ -269,8 +288,8 @@ def run_demo_review(
         queued = review_sql.enqueue(conn, replace(policy, window_h=hours), end)
         open_now = review_sql.queue_stats(conn).open_items
         keep = min(leave_open, open_now // 4)
-        report = ReviewReport(queued, 0, {r.username: 0 for r in DEMO_RATERS}, 0, 0, 0, False)
-        scale = Percentiles()
+        report = ReviewReport(queued, 0, {r.username: 0 for r in DEMO_RATERS}, 0, 0, 0, 0)
+        truth = SceneTruth(seed, rate)
         seen: dict[int, ItemFeatures] = {}
         done: set[str] = set()  # raters with nothing left to claim
         turn = 0
@@ -286,8 +305,8 @@ def run_demo_review(
                 continue
             gid = item.generation_id
             if gid not in seen:
-                seen[gid] = _features(conn, item, scale)
-                report.clip = report.clip or seen[gid].clip_pct is not None
+                seen[gid] = _features(conn, item, truth)
+                report.truth += seen[gid].on_prompt is not None
             rating = simulate_rating(seen[gid], rater, rater_rng(seed, name, gid), seed)
             if rating is None:
                 report.skips += review_sql.skip(conn, item.item_id, name)
@@ -312,18 +331,15 @@ def run_demo_review(
     return accounts, credentials, report
 
 
-def _features(conn: psycopg.Connection, item: Any, scale: Percentiles) -> ItemFeatures:
-    """What a simulated rater sees of a claimed item (its CLIP score as a percentile)."""
+def _features(conn: psycopg.Connection, item: Any, truth: SceneTruth) -> ItemFeatures:
+    """What a simulated rater sees of a claimed item: whether it shows its prompt's scene."""
     detail = explorer_sql.generation_detail(conn, item.generation_id)
-    clips = (
-        [s for s in detail.scores if s.scorer == "clip" and s.value is not None] if detail else []
-    )
-    clip = max(clips, key=lambda s: s.scored_at).value if clips else None
+    g = detail.generation if detail else None
     return ItemFeatures(
         generation_id=item.generation_id,
-        clip_pct=scale.add(float(clip)) if clip is not None else None,
+        on_prompt=truth.on_prompt(g.request_id, g.ts) if g else None,
         nsfw_flagged=item.nsfw_flagged,
-        canary=bool(detail and detail.generation.deployment == "canary"),
+        canary=bool(g and g.deployment == "canary"),
     )
 
 
@@ -331,8 +347,10 @@ def _clip_of(loaded: Any) -> tuple[Any, str] | None:
     """(ClipScorer, label) of the demo's CLIP scorer when its weights loaded, else None."""
     for s in loaded.scorers if loaded else ():
         if s.key.scorer == "clip":
-            from scoring.clip import ClipScorer
+            from diffwatch.scoring.clip.scorer import ClipScorer
 
+            if loaded.demo_clip is not None:
+                return ClipScorer(s.inner.clip), loaded.demo_clip.label
             return ClipScorer(s.inner.clip), s.key.version
     return None
 

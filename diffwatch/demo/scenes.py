@@ -109,9 +109,37 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     )
 
 
-def mutate(scene: Scene, rng: np.random.Generator) -> Scene:
-    """A scene unlike ``scene``'s prompt: one colour, shape, count or background changed."""
-    kind = _pick(rng, MUTATIONS)
+# The demo's trending topic: a night sky (yellow or white stars on a dark background) whose
+# share of prompts climbs over the last hours of the window, so prompt drift has a real shift
+# to find and "what moved" a topic to name.
+TREND_TOPIC = "starry night"
+TREND_WORDS = ("star", "stars", "night")
+
+
+def sample_trend_scene(rng: np.random.Generator) -> Scene:
+    """A scene of the trending topic: one or two groups of stars on a black or blue sky."""
+    background = _pick(rng, ["black", "blue"])
+    style = _pick(rng, [", night sky", ", starry night", ", night sky, flat illustration"])
+    if rng.random() < 0.6:
+        group = Group(_count(rng), _pick(rng, ["yellow", "white"]), "star")
+        return Scene(background, (group,), style=style)
+    return Scene(
+        background,
+        (Group(min(_count(rng), 3), "yellow", "star"), Group(min(_count(rng), 3), "white", "star")),
+        relation=_pick(rng, RELATIONS),
+        style=style,
+    )
+
+
+def mutate(scene: Scene, rng: np.random.Generator, kind: str | None = None) -> Scene:
+    """A scene unlike ``scene``'s prompt: one colour, shape, count or background changed.
+
+    ``kind`` (one of ``MUTATIONS``) picks what changes; by default it is drawn from ``rng``.
+    """
+    if kind is None:
+        kind = _pick(rng, MUTATIONS)
+    elif kind not in MUTATIONS:
+        raise ValueError(f"mutate: unknown kind {kind!r}; expected one of {', '.join(MUTATIONS)}")
     if kind == "background" and not scene.background_named:
         kind = "colour"  # an unnamed background is not part of the prompt
     groups = list(scene.groups)

@@ -1,10 +1,12 @@
-"""The demo's scoring step: the real scoring worker on CPU over a bounded sample.
+"""The demo's scoring step: the real scoring worker on CPU over a sample spread over the window.
 
-NSFW (NudeNet, whose model ships in its wheel) always runs. CLIP runs only when its weights
-are on this machine: a ``--clip-checkpoint`` file, or the pretrained tag's file already in
-the Hugging Face cache (looked up with the hub forced offline, so nothing waits on the
-network). Otherwise CLIP is skipped with one line saying how to turn it on; no score is
-ever made up.
+NSFW (NudeNet, whose model ships in its wheel) always runs. CLIP runs with real weights when
+they are on this machine: a ``--clip-checkpoint`` file, or the pretrained tag's file already
+in the Hugging Face cache (looked up with the hub forced offline, so nothing waits on the
+network). Otherwise the demo CLIP runs: a tiny CLIP trained on the demo's own scenes
+(``diffwatch.demo.demo_clip``, about a minute on first use, then cached), labelled as such
+everywhere, so the quality pages show scores that tell garbled images from matching ones.
+No score is ever made up.
 """
 
 from __future__ import annotations
@@ -15,20 +17,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from diffwatch.errors import first_line
-from scoring.clip_config import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from diffwatch.scoring.clip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipOptions
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
-    from scoring.base import ScoreOutcome, Scorer
+    from diffwatch.scoring.base import ScoreOutcome, Scorer
 
-# Generations a run scores: 9 s on 2 idle CPU cores (NudeNet through the worker, 67 images/s),
-# about 40 s on a heavily shared one (15 images/s); all 28,000 would take minutes.
-DEFAULT_SCORE_LIMIT = 600
+# Generations a run scores, an even sample over the window with the model versions taking
+# turns (claim order 'balanced'): about 600 of the canary's and 600 of stable's, over the 200
+# a side the Model versions page needs for an NSFW-rate interval (a plain even sample gave the
+# canary, on 10 % of the traffic, 115). Scoring all 28,000 of a default demo would take
+# minutes on 2 CPU cores (NudeNet: ~60 images/s).
+DEFAULT_SCORE_LIMIT = 1200
 BATCH_SIZE = 32  # generations a claim
 # Images a model runs at once: on 2 CPU cores NudeNet is as fast at 8 as at 32, and
 # onnxruntime's memory grows with the batch (measured: 260 MB peak RSS at 8, 590 MB at 32).
@@ -48,10 +55,9 @@ class ScoreOptions:
 
     limit: int = DEFAULT_SCORE_LIMIT
     batch_size: int = MODEL_BATCH  # images per model batch
-    clip_model: str = DEFAULT_MODEL
-    clip_pretrained: str | None = DEFAULT_PRETRAINED
-    clip_checkpoint: str | None = None
-    clip_model_config: str | None = None
+    clip: ClipOptions = field(default_factory=ClipOptions)
+    demo_clip: bool = True  # without real CLIP weights, train (or reuse) the demo CLIP
+    order: str = "balanced"  # an even sample over the window, the versions taking turns
 
 
 class CountingScorer:
@@ -105,6 +111,7 @@ class ScoringReport:
     pending: int = 0  # generations still unscored by some scorer after this run
     elapsed_s: float = 0.0
     images_per_s: float | None = None
+    demo_clip: dict[str, Any] | None = None  # the demo CLIP's label, training and quality
 
 
 class ScorerLoadError(Exception):
@@ -121,6 +128,8 @@ class LoadedScorers:
 
     scorers: list[CountingScorer]
     clip_skipped: str | None = None  # "why; how to enable", or None when CLIP loaded
+    demo_clip: Any = None  # the DemoClip in use when no real CLIP weights were here
+    real_clip_missing: str | None = None  # why no real CLIP ran (with the demo CLIP instead)
 
 
 def _hub_location(model: str, tag: str) -> tuple[str, str] | None:
@@ -184,32 +193,28 @@ def how_to_enable_clip(model: str, tag: str | None) -> str:
 
 
 def _scorer_options(opts: ScoreOptions, name: str) -> Any:
-    from scoring.scorers import ScorerOptions
+    from diffwatch.scoring.scorers import scorer_options
 
-    return ScorerOptions(
-        names=(name,),
-        device="cpu",
-        batch_size=opts.batch_size,
-        clip_model=opts.clip_model,
-        clip_pretrained=opts.clip_pretrained,
-        clip_checkpoint=opts.clip_checkpoint,
-        clip_model_config=opts.clip_model_config,
-    )
+    return scorer_options((name,), opts.clip, device="cpu", batch_size=opts.batch_size)
 
 
-def load_scorers(opts: ScoreOptions) -> LoadedScorers:
-    """NSFW, plus CLIP when its weights are here (raises only for a given --clip-checkpoint).
+def load_scorers(
+    opts: ScoreOptions, on_train: Callable[[int, int, float], None] | None = None
+) -> LoadedScorers:
+    """NSFW, plus CLIP: real weights when they are here, else the demo CLIP.
 
-    With ``clip_checkpoint`` set, a file that cannot be loaded raises ScorerLoadError
+    With ``clip.checkpoint`` set, a file that cannot be loaded raises ScorerLoadError
     (code 1 for weights, 2 for a bad model name or config): the user asked for it.
     Without one, the pretrained tag is loaded only if it is in the Hugging Face cache,
-    with the hub offline; else CLIP is skipped and ``clip_skipped`` says why and how.
+    with the hub offline; else the demo CLIP is trained (``on_train(step, steps, loss)``)
+    or reused, unless ``demo_clip`` is off: then CLIP is skipped and ``clip_skipped`` says
+    why and how to enable it.
     """
-    from scoring.clip_config import ClipWeightsError
-    from scoring.scorers import build_scorers
+    from diffwatch.scoring.clip.config import ClipWeightsError
+    from diffwatch.scoring.scorers import build_scorers
 
     scorers = [CountingScorer(s) for s in build_scorers(_scorer_options(opts, "nsfw"))]
-    if opts.clip_checkpoint:
+    if opts.clip.checkpoint:
         try:
             clip = build_scorers(_scorer_options(opts, "clip"))
         except ClipWeightsError as exc:
@@ -217,7 +222,7 @@ def load_scorers(opts: ScoreOptions) -> LoadedScorers:
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             raise ScorerLoadError(first_line(exc), 2) from exc
         return LoadedScorers(scorers + [CountingScorer(s) for s in clip])
-    model, tag = opts.clip_model, opts.clip_pretrained or ""
+    model, tag = opts.clip.model, opts.clip.pretrained or ""
     where = _hub_location(model, tag) if tag else None
     if where is None:
         why = f"no --clip-checkpoint, and {tag!r} is not a Hugging Face Hub tag of {model}"
@@ -231,7 +236,25 @@ def load_scorers(opts: ScoreOptions) -> LoadedScorers:
         except ClipWeightsError as exc:
             why = f"{model} {tag} weights in the Hugging Face cache did not load"
             why += f" ({_short(exc.reason)})"
-    return LoadedScorers(scorers, f"{why}; {how_to_enable_clip(model, tag)}")
+    missing = f"{why}; {how_to_enable_clip(model, tag)}"
+    if not opts.demo_clip:
+        return LoadedScorers(scorers, missing)
+    from diffwatch.demo.demo_clip import DEMO_CLIP_NAME, demo_models_dir, ensure_demo_clip
+
+    trained = ensure_demo_clip(demo_models_dir(), progress=on_train)
+    demo = replace(
+        opts,
+        clip=ClipOptions(
+            model=DEMO_CLIP_NAME,
+            pretrained=None,
+            checkpoint=str(trained.checkpoint),
+            model_config=str(trained.checkpoint.parent / f"{DEMO_CLIP_NAME}.json"),
+        ),
+    )
+    clip = build_scorers(_scorer_options(demo, "clip"))
+    return LoadedScorers(
+        scorers + [CountingScorer(s) for s in clip], demo_clip=trained, real_clip_missing=missing
+    )
 
 
 def _short(text: str, n: int = 100) -> str:
@@ -246,18 +269,28 @@ def score_demo(
     limit: int,
     on_start: Callable[[int], None] = lambda total: None,
     on_scored: Callable[[int], None] = lambda n: None,
+    images_dir: Path | None = None,
+    order: str = "balanced",
 ) -> ScoringReport:
-    """Score up to ``limit`` pending generations (0: all) in id order with the real worker."""
-    from scoring.worker import ScoringWorker
+    """Score up to ``limit`` pending generations (0: all) in id order with the real worker;
+    ``images_dir`` (the demo's own images) is read besides DIFFWATCH_IMAGE_ROOTS."""
+    from diffwatch.scoring.images.load import ImageAccess
+    from diffwatch.scoring.loader import LoaderOptions
+    from diffwatch.scoring.worker import ScoringWorker
+
+    access = ImageAccess.from_settings()
+    if images_dir is not None:
+        access = access.with_roots(images_dir)
 
     t0 = time.perf_counter()
     worker = ScoringWorker(
         conninfo,
         loaded.scorers,
         batch_size=BATCH_SIZE,
-        load_threads=LOAD_THREADS,
+        loader=LoaderOptions(threads=LOAD_THREADS, access=access),
         name=f"demo@{socket.gethostname()}",
         progress=on_scored,
+        order=order,
     )
     try:
         todo = worker.pending()
@@ -285,4 +318,16 @@ def score_demo(
         report.scorers.append(r)
     clip = [s.key.version for s in loaded.scorers if s.key.scorer == "clip"]
     report.clip = clip[0] if clip else f"not configured ({loaded.clip_skipped})"
+    if loaded.demo_clip is not None:
+        from dataclasses import asdict
+
+        d = loaded.demo_clip
+        report.demo_clip = {
+            "label": d.label,
+            "trained_now": d.trained_now,
+            "train_s": d.train_s,
+            "checkpoint": str(d.checkpoint),
+            "quality": asdict(d.quality),
+            "real_clip_missing": loaded.real_clip_missing,
+        }
     return report

@@ -20,7 +20,7 @@ from diffwatch.demo.files import ImageStore, RotatingLog
 from diffwatch.demo.fleet import Fleet, GpuSlot, GpuState
 from diffwatch.demo.records import log_line
 from diffwatch.demo.store import GpuWriter
-from diffwatch.demo.traffic import Minute, simulate_minute
+from diffwatch.demo.traffic import Minute, Trend, simulate_minute
 
 MINUTES_PER_DAY = 1440
 
@@ -73,8 +73,10 @@ class SimulatedService:
         fleet: Fleet,
         gpu_writer: GpuWriter,
         on_minute: Callable[[Minute], None] | None = None,
+        trend: Trend | None = None,
     ) -> None:
         self.seed = seed
+        self.trend = trend
         self.rate = rate_per_min
         self.fleet = fleet
         self.gpu_writer = gpu_writer
@@ -97,7 +99,7 @@ class SimulatedService:
                 if m in rotate_at:
                     self.log.flush()
                     self.log.rotate()
-                self._minute(simulate_minute(self.seed, m, self.rate, self.fleet))
+                self._minute(simulate_minute(self.seed, m, self.rate, self.fleet, self.trend))
         finally:
             self.log.close()
             self.gpu_writer.flush()

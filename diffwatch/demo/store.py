@@ -1,6 +1,7 @@
-"""The demo's GPU sample writes, through the GPU collector's own writer (``db.queries.gpu``).
+"""The demo's GPU sample writes, through the GPU collector's own writer
+(``diffwatch.db.queries.gpu``).
 
-The demo's read queries (stored minutes, totals) live in ``db.queries.demo``.
+The demo's read queries (stored minutes, totals) live in ``diffwatch.db.queries.demo``.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from collections.abc import Iterable
 
 import psycopg
 
-from collectors.gpu.model import GpuReading
-from db.queries.gpu import insert_gpu_samples
+from diffwatch.db.queries.gpu import insert_gpu_samples
+from diffwatch.model.gpu import GpuReading
 
 
 class GpuWriter:

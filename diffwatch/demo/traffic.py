@@ -16,7 +16,14 @@ import numpy as np
 
 from diffwatch.demo.draw import image_size
 from diffwatch.demo.fleet import Fleet, GpuSlot
-from diffwatch.demo.scenes import STYLES, Scene, mutate, prompt_of, sample_scene
+from diffwatch.demo.scenes import (
+    STYLES,
+    Scene,
+    mutate,
+    prompt_of,
+    sample_scene,
+    sample_trend_scene,
+)
 
 MODEL = "sd15-prod"
 DEADLINE_MS = 30_000.0  # the service gives up on a request after this long (ms)
@@ -34,7 +41,7 @@ class Version:
 
 
 STABLE = Version("v1.4", "stable", 0.9, 1.0, 0.01)
-CANARY = Version("v1.5-rc1", "canary", 0.1, 1.3, 0.25)
+CANARY = Version("v1.5-rc1", "canary", 0.1, 1.4, 0.25)
 VERSIONS = (STABLE, CANARY)
 
 SAMPLERS = {  # name: (min steps, max steps, weight)
@@ -102,6 +109,20 @@ class SimRequest:
     def image_size(self) -> tuple[int, int]:
         """Size (px) of the stored image: the requested size scaled down."""
         return image_size(self.width, self.height)
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    """A topic whose share of prompts climbs linearly from 0 to ``share`` over the
+    ``ramp_min`` minutes before minute ``peak`` (minutes since the epoch), then stays."""
+
+    peak: int
+    ramp_min: int = 360
+    share: float = 0.5
+
+    def share_at(self, minute: int) -> float:
+        """The topic's share of the prompts of ``minute``."""
+        return self.share * min(1.0, max(0.0, 1 - (self.peak - minute) / self.ramp_min))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,12 +203,20 @@ def _pick_slot(rng: np.random.Generator, fleet: Fleet, deployment: str) -> GpuSl
 
 
 def _request(
-    rng: np.random.Generator, ts: datetime, fleet: Fleet, mult: float, spiking: bool
+    rng: np.random.Generator,
+    ts: datetime,
+    fleet: Fleet,
+    mult: float,
+    spiking: bool,
+    trending: Scene | None = None,
 ) -> SimRequest:
     v = CANARY if rng.random() < CANARY.share else STABLE
     slot = _pick_slot(rng, fleet, v.deployment)
     request_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
     scene = sample_scene(rng)
+    # A trending scene replaces the drawn one without changing what else the stream draws,
+    # so request ids and which images come out garbled do not depend on the trend.
+    scene = trending or scene
     drawn = mutate(scene, rng) if rng.random() < v.off_prompt else scene
     prompt = prompt_of(scene)
     names = list(SAMPLERS)
@@ -246,10 +275,18 @@ def _request(
     )
 
 
-def simulate_minute(seed: int, minute: int, rate_per_min: float, fleet: Fleet) -> Minute:
-    """The requests that arrive in ``minute`` (minutes since the epoch, UTC), in time order."""
+def simulate_minute(
+    seed: int, minute: int, rate_per_min: float, fleet: Fleet, trend: Trend | None = None
+) -> Minute:
+    """The requests that arrive in ``minute`` (minutes since the epoch, UTC), in time order.
+
+    With a ``trend``, that share of the prompts asks for the trending topic instead; the
+    trend draws from its own stream, so everything else stays as it is without one.
+    """
     start = datetime.fromtimestamp(minute * 60, UTC)
     rng = np.random.default_rng([seed, minute])
+    topic_rng = np.random.default_rng([seed, minute, 3])
+    topic_share = trend.share_at(minute) if trend else 0.0
     mult = traffic_multiplier(start)
     s0, s1 = _spike(seed, minute // 60)
     spiking = s0 <= minute % 60 < s1
@@ -260,7 +297,10 @@ def simulate_minute(seed: int, minute: int, rate_per_min: float, fleet: Fleet) -
     peak: dict[GpuSlot, float] = {}
     for off in offsets_ms:
         ts = datetime.fromtimestamp(minute * 60 + int(off) / 1000, UTC)
-        r = _request(rng, ts, fleet, mult, spiking)
+        trending = topic_rng.random() < topic_share
+        r = _request(
+            rng, ts, fleet, mult, spiking, sample_trend_scene(topic_rng) if trending else None
+        )
         requests.append(r)
         if r.inference_ms:
             busy[r.slot] = busy.get(r.slot, 0.0) + r.inference_ms

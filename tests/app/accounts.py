@@ -1,11 +1,13 @@
 """Accounts for dashboard tests, and AppTest runs of the whole app as a given user.
 
-``as_user`` runs ``app/main.py`` (the real navigation and role guard) with the session
+``as_user`` runs ``diffwatch/app/main.py`` (the real navigation and role guard) with the session
 already logged in as an account, then opens a page by its url path, as a browser would on
 a link to ``/url_path``.
 """
 
 from __future__ import annotations
+
+import re
 
 import psycopg
 import pytest
@@ -13,10 +15,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
-from app.session import SESSION_TTL_S, TOKEN_KEY
-from db.queries.sessions import create_session
-from db.queries.users import add_user
+from diffwatch.app.session import SESSION_TTL_S, TOKEN_KEY
 from diffwatch.auth.passwords import hash_password
+from diffwatch.db.queries.sessions import create_session
+from diffwatch.db.queries.users import add_user
 
 PW = "correct horse battery"
 _HASH = hash_password(PW)  # one argon2 hash for every test account (hashing is slow)
@@ -44,7 +46,7 @@ def as_user(
     """Run the app logged in as ``user_id`` (None: anonymous), on ``page`` if given."""
     monkeypatch.setenv("DIFFWATCH_APP_CONNINFO", conninfo)
     st.cache_data.clear()  # results are cached per arguments, not per database
-    at = AppTest.from_file("../../app/main.py", default_timeout=60)
+    at = AppTest.from_file("../../diffwatch/app/main.py", default_timeout=60)
     if user_id is not None:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             at.session_state[TOKEN_KEY] = create_session(conn, user_id, None, SESSION_TTL_S)
@@ -56,8 +58,18 @@ def as_user(
         # only knows file pages, so set what a browser's link to /page would send.
         at._page_hash = calc_hash(page)
         at.run()
+        # Later runs stay on the page this run finished on, as a browser does: a role's
+        # first page answers its address by switching to the default page, and sending the
+        # address's hash again would switch again and drop what the widgets sent.
+        at._page_hash = ""
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def shown(markdown: str) -> str:
+    """Markdown made inert by ``diffwatch.app.text.md`` as a reader sees it: backslash escapes
+    resolved, the invisible word joiners that break autolinks left out."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
 def texts(at: AppTest) -> str:

@@ -9,8 +9,8 @@ import numpy as np
 import psycopg
 from PIL import Image
 
-from db.queries.dashboard_cost import set_gpu_price
-from db.queries.rollups import refresh
+from diffwatch.db.queries.dashboard_cost import set_gpu_price
+from diffwatch.db.queries.rollups import refresh
 
 L4, H100 = "NVIDIA L4", "NVIDIA H100 80GB HBM3"
 PROMPT_WITH_HTML = "<b>bold</b> <script>alert(1)</script> a red fox"
@@ -82,7 +82,7 @@ def seed(conninfo: str, images: Path, n: int = 40) -> None:
         set_gpu_price(conn, L4, 0.8)
         set_gpu_price(conn, H100, 3.0)
         conn.commit()
-        refresh(conn, timedelta(hours=48))
+        refresh(conn)
 
 
 def seed_bulk(conninfo: str, n: int = 1600) -> None:
@@ -110,4 +110,4 @@ def seed_bulk(conninfo: str, n: int = 1600) -> None:
             " WHERE request_id LIKE 'bulk-%'"
         )
         conn.commit()
-        refresh(conn, timedelta(hours=48))
+        refresh(conn)

@@ -14,8 +14,8 @@ import numpy as np
 import psycopg
 from PIL import Image
 
-from db.queries.review import enqueue
-from scoring.review_policy import ReviewPolicy
+from diffwatch.db.queries.review import enqueue
+from diffwatch.model.review_policy import ReviewPolicy
 
 HOSTILE = "review-probe <script>window.__xss='r'</script> **bold** [x](javascript:alert(1))"
 PROMPTS: tuple[str, ...] = (

@@ -26,13 +26,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(db_url: str) -> Iterator[str]:
-    """Start ``diffwatch app`` on ``db_url``; yield its base URL once it answers."""
+def serve(db_url: str, log: Path | None = None) -> Iterator[str]:
+    """Start ``diffwatch app`` on ``db_url``; yield its base URL once it answers.
+
+    ``log``: a file that gets the server's output (its log), for tests that read it.
+    """
     port = free_port()
+    out = open(log, "w") if log else subprocess.PIPE  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [sys.executable, "-m", "diffwatch.cli", "app", "--port", str(port),
          "--database-url", db_url],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -45,8 +49,8 @@ def serve(db_url: str) -> Iterator[str]:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            out = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"diffwatch app did not come up on {base}:\n{out}")
+            said = proc.stdout.read() if proc.stdout else log.read_text() if log else ""
+            pytest.fail(f"diffwatch app did not come up on {base}:\n{said}")
         time.sleep(0.5)
     try:
         yield base
@@ -56,6 +60,8 @@ def serve(db_url: str) -> Iterator[str]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if log:
+            out.close()  # type: ignore[union-attr]
 
 
 def log_in(page: Any, base: str, username: str, password: str) -> None:

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alerts.rules import Rule
-from db.queries import alert_outbox, alert_rules
+from diffwatch.db.queries import alert_outbox, alert_rules
+from diffwatch.model.alert_rules import Rule
 from tests.app.accounts import add_account, as_user, texts
 from tests.app.test_login import _as, audit
 
@@ -229,7 +229,7 @@ def test_ops_sees_everything_but_no_write_controls(conninfo, monkeypatch) -> Non
 
 
 def _write(what: str, target: int) -> None:  # runs inside AppTest
-    from app import alerts_data
+    from diffwatch.app import alerts_data
 
     fields = {"name": "sneaky", "metric": "error_rate", "window": "5m", "comparison": ">",
               "threshold": "0.5", "recipients": ["x@example.com"]}  # fmt: skip

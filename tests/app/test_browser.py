@@ -20,6 +20,7 @@ from tests.app.test_drift_page import DriftIds, seed_drift
 
 PAGES = [  # url path, title, least charts (Overview is the default page, at /)
     ("", "Overview", 1),
+    ("overview", "Overview", 1),  # the default page answers at its own path too
     ("cost", "Cost", 2),
     ("latency", "Latency & throughput", 4),
     ("gpu", "GPU", 3),

@@ -3,6 +3,7 @@ moved, to a run's items and to images side by side; failed and demo runs; hostil
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +16,9 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app.views.drift_output import DEMO_LABEL
-from db.queries.drift import finish_run, insert_items, start_run
+from diffwatch.app.views.drift_output import DEMO_LABEL
+from diffwatch.db.queries.drift import finish_run, insert_items, start_run
+from tests.app.accounts import shown
 from tests.app.dataset import XSS_PROMPTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +49,21 @@ def _png(path: Path, color: tuple[int, int, int]) -> str:
     pixels = np.clip(np.array(color) + rng.integers(-20, 20, (64, 64, 3)), 0, 255)
     Image.fromarray(pixels.astype(np.uint8)).save(path)
     return str(path)
+
+
+LEXICAL = {"method": "tfidf-cosine-mmd-permutation", "statistic": 0.012, "p_value": 0.002,
+           "alpha": 0.05, "drifted": True, "effect_size": 0.74, "effect_size_name": "centroid_auc",
+           "n_reference": 500, "n_current": 480, "permutations": 500, "terms": 2210,
+           "empty_prompts": 0}  # fmt: skip
+COMBINED = {"method": "westfall-young-minp", "tests": ["embedding", "lexical"], "p_value": 0.001,
+            "alpha": 0.05, "drifted": True, "p_values": {"embedding": 0.001, "lexical": 0.002},
+            "adjusted_p_values": {"embedding": 0.001, "lexical": 0.003},
+            "decided_by": ["embedding", "lexical"], "permutations": 500, "seed": 0}  # fmt: skip
+
+
+def _with_lexical(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary as runs store it since the lexical test (older runs lack both keys)."""
+    return {**summary, "lexical": LEXICAL, "combined": COMBINED}
 
 
 def _prompt_summary(drifted: bool) -> dict[str, Any]:
@@ -118,7 +135,8 @@ def seed_drift(conninfo: str, images: Path) -> DriftIds:
                    **windows)  # fmt: skip
         drifted = run("prompts", 1, model="sdxl", baseline="launch-week", embedder="open_clip",
                       drifted=True, p_value=0.001, effect_size=0.81, n_reference=500,
-                      n_current=480, summary=_prompt_summary(True), **windows)  # fmt: skip
+                      n_current=480, summary=_with_lexical(_prompt_summary(True)),
+                      **windows)  # fmt: skip
 
         gen = conn.execute(
             "INSERT INTO generations (request_id, ts, model, model_version, prompt, status)"
@@ -191,7 +209,7 @@ def seed_drift(conninfo: str, images: Path) -> DriftIds:
 
 
 def _page() -> None:  # runs inside AppTest as the page script
-    from app.views import drift
+    from diffwatch.app.views import drift
 
     drift.render()
 
@@ -247,6 +265,14 @@ def test_runs_of_each_kind_are_charted_with_what_moved(drift_db, monkeypatch) ->
     assert {"p-value": "0.001", "Effect size": "0.810"}.items() <= {
         m.label: m.value for m in at.metric
     }.items()
+    # both prompt tests: their own and adjusted p-values and effect sizes, and who decided
+    assert any("by their embeddings (adjusted p 0.001) and by their words (adjusted p 0.003)"
+               in t for t in texts(at))  # fmt: skip
+    tests = next(d.value for d in at.dataframe if "adjusted p-value" in d.value)
+    assert list(tests["adjusted p-value"]) == [0.001, 0.003]
+    assert list(tests["effect size"]) == [0.81, 0.74] and all(tests["flags drift"])
+    assert tests["effect measure"].iloc[1].startswith("TF-IDF centroid AUC")
+    assert any("(Westfall–Young min-p over the two, on shared" in c.value for c in at.caption)
     shown = texts(at)
     assert TOP_EXAMPLE in shown and "Terms: watercolor, fox, snow" in shown
     clusters = [e.label for e in at.expander if e.label.startswith("Cluster")]
@@ -273,8 +299,33 @@ def test_hostile_prompts_are_plain_text(drift_db, monkeypatch) -> None:
     assert HOSTILE in texts(at)  # a cluster's example prompt, verbatim
     assert all("<script>" not in m.value for m in at.markdown)
     assert all("<script>" not in c.value for c in at.caption)
-    for path in (REPO / "app").rglob("*.py"):
+    for path in (REPO / "diffwatch" / "app").rglob("*.py"):
         assert "unsafe_allow_html" not in path.read_text(), path
+
+
+def test_a_stored_combination_method_is_shown_as_plain_text(drift_db, monkeypatch) -> None:
+    """A summary's ``combined.method`` is data: one that is not ours reads verbatim, inert."""
+    conninfo, ids, _ = drift_db
+    hostile = "**bold** [click](http://evil.example) <script>x</script> :red[red]"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE drift_runs SET summary = jsonb_set(summary, '{combined,method}', %s)"
+            " WHERE id = %s",
+            (json.dumps(hostile), ids.drifted),
+        )
+    at = run_drift(conninfo, monkeypatch)
+    caption = next(c.value for c in at.caption if c.value.startswith("Both prompt tests"))
+    assert shown(caption).count(hostile) == 1 and "<script>" not in caption
+    assert "**bold**" not in caption and "](http" not in caption
+    fixed = "fixed sequence: the lexical test at α first"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE drift_runs SET summary = jsonb_set(summary, '{combined,method}', %s)"
+            " WHERE id = %s",
+            (json.dumps("fixed-sequence-lexical-first"), ids.drifted),
+        )
+    at = run_drift(conninfo, monkeypatch)
+    assert any(fixed in shown(c.value) for c in at.caption)
 
 
 def test_failed_run_shows_its_error(drift_db, monkeypatch) -> None:
@@ -284,6 +335,18 @@ def test_failed_run_shows_its_error(drift_db, monkeypatch) -> None:
     assert FAILED_ERROR in [c.value for c in at.code]
     table = at.dataframe[0].value
     assert table[table["run"] == ids.failed].iloc[0]["error"] == FAILED_ERROR
+
+
+def test_a_run_stored_before_the_lexical_test_reads_as_before(drift_db, monkeypatch) -> None:
+    conninfo, ids, _ = drift_db
+    at = run_drift(conninfo, monkeypatch, run=str(ids.demo_prompts))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["p-value"] == "0.6" and metrics["Effect size"] == "0.490"
+    assert any("No drift detected" in s.value for s in at.success)
+    assert not any("adjusted p-value" in d.value for d in at.dataframe)
+    details = next(e for e in at.expander if e.label.startswith("Test details"))
+    frame = details.dataframe[0].value
+    assert list(frame.columns) == ["field", "embedding"] and "bandwidth" in list(frame["field"])
 
 
 def test_demo_runs_carry_the_demo_label(drift_db, monkeypatch) -> None:

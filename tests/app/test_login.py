@@ -1,20 +1,22 @@
 """Login, sessions and role enforcement of the dashboard, on real Postgres (AppTest).
 
-The app runs whole (``app/main.py``): the navigation per role, the guard on every page,
+The app runs whole (``diffwatch/app/main.py``): the navigation per role, the guard on every page,
 the guard on every write, and the audit rows they leave.
 """
 
 from __future__ import annotations
+
+import time
 
 import psycopg
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app.session import TOKEN_KEY
-from db.queries import users as q
+from diffwatch.app.session import TOKEN_KEY
 from diffwatch.auth.login import WRONG, LoginLimits, attempt
 from diffwatch.auth.passwords import hash_password
+from diffwatch.db.queries import users as q
 from tests.app.accounts import PW, add_account, as_user, texts
 
 DASHBOARD = ["overview", "cost", "latency", "gpu", "quality", "versions", "explorer", "drift",
@@ -86,34 +88,76 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(conninfo, monkeypat
     assert fails[1][2]["reason"] == "unknown user"
 
 
-def test_five_failures_lock_the_account_even_against_the_right_password(
-    conninfo, monkeypatch
-) -> None:
+def test_locked_unknown_and_wrong_get_the_same_answer(conninfo, monkeypatch) -> None:
+    """Five failures delay the account: even the right password then gets the answer that a
+    wrong password and an unknown name get, so the form tells nobody which accounts exist."""
     add_account(conninfo, "olga", "ops")
+    monkeypatch.setenv("DIFFWATCH_LOGIN_DELAY_S", "60")  # the wait outlasts the test
     for _ in range(5):
         login_form(as_user(conninfo, monkeypatch, None), "olga", "wrong password!")
-    at = login_form(as_user(conninfo, monkeypatch, None), "olga", PW)
-    assert title(at) == "Log in to diffwatch"
-    assert "locked" in at.error[0].value
-    assert audit(conninfo, "login.fail")[-1][2]["reason"] == "locked"
-    # An admin's password reset unlocks it.
+    answers = {}
+    for name, pw in (("olga", PW), ("olga", "wrong again!"), ("nobody", "wrong again!")):
+        at = login_form(as_user(conninfo, monkeypatch, None), name, pw)
+        assert title(at) == "Log in to diffwatch"
+        answers[(name, pw)] = [e.value for e in at.error]
+    assert list(answers.values()) == [[WRONG]] * 3, answers
+    throttled = audit(conninfo, "login.throttled")
+    assert [(t, d["reason"]) for _, t, d in throttled] == [("olga", "account")] * 2
+    assert throttled[0][2]["retry_in_s"] > 0  # the detail is in the audit log only
+
+
+def test_failures_delay_the_account_progressively_and_passwd_clears_it(conninfo) -> None:
+    """No hard lock: after three failures each further one doubles the wait (capped), and
+    the right password works once the wait is over; an admin's password reset clears it."""
+    add_account(conninfo, "olga", "ops")
+    lim = LoginLimits(free_failures=3, delay_s=1.0, max_delay_s=2.0)
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        for _ in range(3):
+            assert attempt(conn, "olga", "wrong password!", "10.0.0.1", lim).reason == "wrong"
+        early = attempt(conn, "olga", PW, "10.0.0.2", lim)  # another address: same account
+        assert (early.ok, early.reason, early.message) == (False, "throttled", WRONG)
+        time.sleep(1.1)
+        assert attempt(conn, "olga", "wrong password!", "10.0.0.1", lim).reason == "wrong"
+        time.sleep(1.1)  # the first wait was 1 s; the second is 2 s
+        assert attempt(conn, "olga", PW, "10.0.0.1", lim).reason == "throttled"
+        time.sleep(1.0)
+        assert attempt(conn, "olga", PW, "10.0.0.1", lim).ok  # and a success starts afresh
+        for _ in range(3):
+            attempt(conn, "olga", "wrong password!", "10.0.0.1", lim)
+        assert attempt(conn, "olga", PW, "10.0.0.1", lim).reason == "throttled"
         q.set_password(conn, "olga", hash_password(PW), actor="ada")
-    at = login_form(as_user(conninfo, monkeypatch, None), "olga", PW)
-    assert title(at) == "Overview"
+        assert attempt(conn, "olga", PW, "10.0.0.1", lim).ok
 
 
 def test_failures_from_one_address_are_throttled_there_only(conninfo) -> None:
     add_account(conninfo, "olga", "ops")
-    lim = LoginLimits(max_failures=100, ip_max_failures=3, ip_window_s=600)
+    lim = LoginLimits(free_failures=100, address_free_failures=3, delay_s=60)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for name in ("olga", "bob", "carl"):  # password spraying over usernames
             assert attempt(conn, name, "Summer2026!!", "10.0.0.9", lim).reason == "wrong"
         blocked = attempt(conn, "olga", PW, "10.0.0.9", lim)
-        assert (blocked.ok, blocked.reason) == (False, "throttled")
-        assert "Too many failed logins from your address" in blocked.message
+        assert (blocked.ok, blocked.reason, blocked.message) == (False, "throttled", WRONG)
         assert attempt(conn, "olga", PW, "10.0.0.10", lim).ok
-    assert [d["ip"] for _, _, d in audit(conninfo, "login.throttled")] == ["10.0.0.9"]
+        # IPv6: one subscriber's /64 is one address
+        for i in range(3):
+            attempt(conn, f"v6user{i}", "Summer2026!!", f"2001:db8:1:2::{i + 1}", lim)
+        assert attempt(conn, "olga", PW, "2001:db8:1:2:ffff::9", lim).reason == "throttled"
+        assert attempt(conn, "olga", PW, "2001:db8:1:3::1", lim).ok
+    rows = audit(conninfo, "login.throttled")
+    assert [(d["ip"], d["reason"]) for _, _, d in rows] == [
+        ("10.0.0.9", "address"),
+        ("2001:db8:1:2:ffff::9", "address"),
+    ]
+
+
+def test_attempts_without_an_address_share_no_bucket(conninfo) -> None:
+    """Thirty failures from clients whose address is unknown, over thirty names, do not
+    keep the admin out: attempts without an address are not counted together."""
+    add_account(conninfo, "ada", "admin")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for i in range(30):
+            assert attempt(conn, f"user{i}", "Summer2026!!", None).reason == "wrong"
+        assert attempt(conn, "ada", PW, None).ok
 
 
 def test_a_deactivated_account_cannot_log_in(conninfo) -> None:
@@ -149,7 +193,7 @@ def test_a_rater_typing_another_page_address_is_refused(conninfo, monkeypatch):
     ("admin", [*DASHBOARD, "review", "my-ratings", "admin"]),
 ])  # fmt: skip
 def test_staff_open_their_pages_and_ops_not_admin(role, pages, conninfo, monkeypatch) -> None:
-    from app.main import PAGES
+    from diffwatch.app.main import PAGES
 
     uid = add_account(conninfo, "sam", role)
     titles = {url: t for url, t, _, _ in PAGES}
@@ -161,13 +205,13 @@ def test_staff_open_their_pages_and_ops_not_admin(role, pages, conninfo, monkeyp
 
 
 def _guarded_page(url_path: str, module: str) -> None:  # runs inside AppTest
-    from app.main import guarded
+    from diffwatch.app.main import guarded
 
     guarded(url_path, module)()
 
 
 def _as(conninfo: str, monkeypatch, uid: int, fn, *args) -> AppTest:
-    from db.queries.sessions import create_session
+    from diffwatch.db.queries.sessions import create_session
 
     monkeypatch.setenv("DIFFWATCH_APP_CONNINFO", conninfo)
     st.cache_data.clear()
@@ -197,7 +241,7 @@ def test_the_page_guard_refuses_a_rater_on_the_server(page, module, conninfo, mo
 def _set_price() -> None:  # runs inside AppTest
     import streamlit as st
 
-    from app import data
+    from diffwatch.app import data
 
     data.set_price("H200", 9.99, "from a test")
     st.success("stored")
@@ -260,7 +304,7 @@ def test_logout_ends_the_session_in_the_database(conninfo, monkeypatch) -> None:
     at.sidebar.button(key="logout").click().run()
     assert title(at) == "Log in to diffwatch" and "You are logged out." in at.info[0].value
     with psycopg.connect(conninfo) as conn:
-        from db.queries.sessions import session_user
+        from diffwatch.db.queries.sessions import session_user
 
         assert session_user(conn, token, 3600) is None
     assert [a for a, _, _ in audit(conninfo, "logout")] == ["olga"]

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from diffwatch.alerts.evaluate import evaluate_all
+from diffwatch.db.queries import alert_rules
+from diffwatch.db.queries.review import rate
+from diffwatch.model.alert_rules import Rule
+from tests.alerts_seed import add_requests, base_time
+from tests.app.accounts import shown
 from tests.app.dataset import PROMPT_WITH_HTML, XSS_PROMPTS, seed, seed_bulk
 
 PAGES = {
@@ -24,7 +32,7 @@ PAGES = {
 def _page(name: str) -> None:  # runs inside AppTest as the page script
     import importlib
 
-    importlib.import_module(f"app.views.{name}").render()
+    importlib.import_module(f"diffwatch.app.views.{name}").render()
 
 
 def run_page(name: str, conninfo: str, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTest:
@@ -108,7 +116,7 @@ def test_filters_come_from_and_go_to_the_url(seeded, monkeypatch) -> None:
 
 def test_bad_url_values_are_reported_not_fatal(conninfo, monkeypatch) -> None:
     at = run_page("overview", conninfo, monkeypatch, range="forever")
-    assert any("unknown range 'forever'" in w.value for w in at.sidebar.warning)
+    assert any("unknown time range" in w.value for w in at.sidebar.warning)
 
 
 def test_quality_gallery_shows_prompts_as_plain_text_and_blurs_flagged(seeded, monkeypatch):
@@ -129,7 +137,7 @@ def test_quality_says_when_clip_is_not_configured(conninfo, monkeypatch) -> None
 
 def test_versions_says_when_there_is_not_enough_data(seeded, monkeypatch) -> None:
     at = run_page("versions", seeded, monkeypatch)
-    assert any("not enough data" in w.value for w in at.warning)
+    assert any("not enough data" in shown(w.value) for w in at.warning)
     assert any("32 of the 400 needed" in t.value for t in at.text)
 
 
@@ -143,7 +151,7 @@ def test_versions_compares_stable_and_canary_with_intervals_and_a_verdict(
     p95 = table[table["metric"].str.startswith("p95")].iloc[0]
     assert p95["canary"] > p95["stable"]  # the canary is 600 ms slower by construction
     assert p95["95% CI low"] > 0 and p95["status"] == "regressed"
-    assert any("Verdict: hold the rollout of canary" in e.value for e in at.error)
+    assert any("Verdict: hold the rollout of canary" in shown(e.value) for e in at.error)
 
 
 def test_explorer_finds_by_prompt_and_request_id_and_shows_the_prompt_as_text(seeded, monkeypatch):
@@ -156,3 +164,58 @@ def test_explorer_finds_by_prompt_and_request_id_and_shows_the_prompt_as_text(se
     at = run_page("explorer", seeded, monkeypatch, q="req-7")
     assert at.dataframe[0].value["request_id"].iloc[0] == "req-7"
     assert at.dataframe[0].value["matched"].iloc[0] == "request_id"
+
+
+def _alert_rule(conninfo: str, name: str, threshold: float) -> int:
+    rule = Rule.model_validate({"name": name, "metric": "error_rate", "window": "3m",
+                                "comparison": ">", "threshold": threshold,
+                                "recipients": ["ops@example.com"]})  # fmt: skip
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return alert_rules.create_rule(conn, rule, "test")
+
+
+def test_overview_counts_the_alerts_firing_now(conninfo, monkeypatch) -> None:
+    assert {m.label: m.value for m in run_page("overview", conninfo, monkeypatch).metric}[
+        "Open alerts"
+    ] == "0"
+    now = base_time(hours_ago=1)
+    add_requests(conninfo, now - timedelta(minutes=1), errors=5)  # a 50 % error rate
+    _alert_rule(conninfo, "errors over 20 %", 0.2)
+    _alert_rule(conninfo, "errors over 30 %", 0.3)
+    off = _alert_rule(conninfo, "errors over 10 %", 0.1)
+    _alert_rule(conninfo, "errors over 90 %", 0.9)  # stays normal
+    report = evaluate_all(conninfo, now)
+    assert report.errors == [] and report.states["firing"] == 3
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        alert_rules.set_enabled(conn, off, False, "test")  # no longer watched: not open
+    at = run_page("overview", conninfo, monkeypatch)
+    assert {m.label: m.value for m in at.metric}["Open alerts"] == "2"
+    assert all("issue" not in (m.help or "") for m in at.metric)
+
+
+def test_explorer_shows_the_human_ratings_of_a_generation(conninfo, monkeypatch) -> None:
+    ts = base_time(hours_ago=1)
+    add_requests(conninfo, ts, n=3)  # alert-… request ids; one rated, one queued, one neither
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        gids = [r[0] for r in conn.execute("SELECT id FROM generations ORDER BY id")]
+        rated, _queued = (
+            conn.execute(
+                "INSERT INTO review_items (generation_id, reasons, required_ratings)"
+                " VALUES (%s, %s, 2) RETURNING id",
+                (gid, reasons),
+            ).fetchone()[0]
+            for gid, reasons in ((gids[0], ["low_clip"]), (gids[1], ["random"]))
+        )
+        rate(conn, rated, "alice", None, 4, 2, ["nsfw"], "<b>hands</b> look wrong")
+        rate(conn, rated, "bob", None, 3, 3)
+        names = [r[0] for r in conn.execute("SELECT request_id FROM generations ORDER BY id")]
+    at = run_page("explorer", conninfo, monkeypatch, q=names[0])
+    table = next(d.value for d in at.dataframe if "quality" in d.value.columns)
+    assert sorted(zip(table["rater"], table["quality"], table["adherence"], strict=True)) == [
+        ("alice", 4, 2), ("bob", 3, 3)]  # fmt: skip
+    assert "<b>hands</b> look wrong" in list(table["comment"])  # as text, never as HTML
+    assert all("issue" not in c.value for c in at.caption)
+    at = run_page("explorer", conninfo, monkeypatch, q=names[1])
+    assert "Queued for review (random); 0 of 2 ratings so far." in [t.value for t in at.text]
+    at = run_page("explorer", conninfo, monkeypatch, q=names[2])
+    assert "Not in the review queue." in [t.value for t in at.text]

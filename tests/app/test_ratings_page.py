@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analytics.agreement import krippendorff_alpha
+from diffwatch.analytics.agreement import krippendorff_alpha
 from tests.app.accounts import PW, add_account, as_user, texts
 from tests.app.ratings_dataset import Seeded, seed_ratings
 from tests.app.server import CHROMIUM, REPO, log_in, serve

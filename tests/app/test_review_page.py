@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.review_keys import Choice
+from diffwatch.app.review_keys import Choice
 from tests.app.accounts import add_account, as_user, texts
 from tests.app.review_dataset import HOSTILE, NSFW_AT, PROMPTS, seed_review
 

@@ -112,4 +112,8 @@ BAD_LINES: list[tuple[str, bytes, str]] = [
     ("inf in unknown key", _good[:-1] + b', "tags": [1e999]}', "number out of range"),
     ("model as object", _with(model={"name": "sd"}), '"model" must be a non-empty string'),
     ("host as number", _with(host=3), '"host" must be a string or null, got 3'),
+    ("lone surrogate", _good.replace(b"a red", b"a\\ud800red"), '"prompt" holds a lone UTF-16'),
+    ("lone surrogate key", _good[:-1] + b', "\\udc00": 1}', "holds a lone UTF-16 surrogate"),
+    ("nested too deep", _good[:-1] + b', "t": ' + b"[" * 5000 + b"]" * 5000 + b"}", "levels deep"),
+    ("integer of 5000 digits", _good[:-1] + b', "n": ' + b"9" * 5000 + b"}", "number out of range"),
 ]

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.clip import ClipModel, ClipScorer, load_clip
-from scoring.clip_preprocess import preprocess_batch
+from diffwatch.scoring.clip.preprocess import preprocess_batch
+from diffwatch.scoring.clip.scorer import ClipModel, ClipScorer, load_clip
 from tests.tinymodels import photo_like, save_tiny_clip, tiny_clip_settings
 
 pytestmark = pytest.mark.gpu

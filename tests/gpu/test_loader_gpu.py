@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoring.images import LoadedImage, load_image
-from scoring.loader import ImageLoader, LoaderOptions
+from diffwatch.scoring.images.load import LoadedImage, load_image
+from diffwatch.scoring.loader import ImageLoader, LoaderOptions
 from tests.fixtures.nsfw.compare import fixture_images
 from tests.tinymodels import photo_like, save_tiny_clip, tiny_clip_settings
 
@@ -83,7 +83,7 @@ def test_nvjpeg_pixels_are_close_to_pillows(both) -> None:
 
 
 def test_clip_scores_from_nvjpeg_match_pillow(both, tmp_path: Path) -> None:
-    from scoring.clip import ClipScorer, load_clip
+    from diffwatch.scoring.clip.scorer import ClipScorer, load_clip
 
     clip = load_clip(tiny_clip_settings(save_tiny_clip(tmp_path), device="cuda"))
     on_cpu, on_gpu = both
@@ -95,7 +95,7 @@ def test_clip_scores_from_nvjpeg_match_pillow(both, tmp_path: Path) -> None:
 
 
 def test_nsfw_detections_from_nvjpeg_match_the_cpu_path(both) -> None:
-    from scoring.nsfw import load_nsfw_detector
+    from diffwatch.scoring.nsfw.detector import load_nsfw_detector
 
     on_cpu, on_gpu = both
     cpu = load_nsfw_detector("cpu", batch_size=8).detect_batch([im.rgb for im in on_cpu])

@@ -16,7 +16,7 @@ import random
 import pytest
 import torch
 
-from scoring.nsfw import DetectionThresholds, NsfwDetector
+from diffwatch.scoring.nsfw.detector import DetectionThresholds, NsfwDetector
 from tests.fixtures.nsfw.compare import assert_same_detections, fixture_images, max_differences
 
 pytestmark = pytest.mark.gpu

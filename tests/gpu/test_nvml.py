@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import pytest
 from typer.testing import CliRunner
 
-from collectors.gpu.nvml import NvmlSource
 from diffwatch.cli import build
+from diffwatch.collectors.gpu.nvml import NvmlSource
 
 pytestmark = pytest.mark.gpu
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scoring.diffusion_config import DiffusionConfig
-from scoring.diffusion_load import LoadedPipeline, load_pipeline
-from scoring.regenerate import Regenerator, RegenRequest
-from scoring.tiny_pipeline import save_tiny_pipeline
+from diffwatch.demo.tiny_pipeline import save_tiny_pipeline
+from diffwatch.drift.diffusion_config import DiffusionConfig
+from diffwatch.drift.diffusion_load import LoadedPipeline, load_pipeline
+from diffwatch.drift.regenerate import Regenerator, RegenRequest
 
 pytestmark = [
     pytest.mark.gpu,

@@ -8,12 +8,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from alerts.deliver import Backoff, deliver_due
-from alerts.email import CHART_CID, build_message, compose
-from alerts.notice import Notice
-from alerts.rules import Rule
-from alerts.smtp import SmtpSettings
-from db.queries import alert_outbox
+from diffwatch.alerts.deliver import Backoff, deliver_due
+from diffwatch.alerts.email import CHART_CID, build_message, compose
+from diffwatch.alerts.notice import Notice
+from diffwatch.alerts.smtp import SmtpSettings
+from diffwatch.db.queries import alert_outbox
+from diffwatch.model.alert_rules import Rule
 from tests.smtp import SmtpServer, Tls
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

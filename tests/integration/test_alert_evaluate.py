@@ -14,14 +14,14 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 
-from alerts.deliver import deliver_due
-from alerts.evaluate import evaluate_all
-from alerts.rules import Rule
-from alerts.smtp import SmtpSettings
-from db.queries import alert_metrics, alert_outbox
-from db.queries import alert_rules as q
-from db.queries.dashboard import kpis
-from db.queries.dashboard_filters import Filters
+from diffwatch.alerts.deliver import deliver_due
+from diffwatch.alerts.evaluate import evaluate_all
+from diffwatch.alerts.smtp import SmtpSettings
+from diffwatch.db.queries import alert_metrics, alert_outbox
+from diffwatch.db.queries import alert_rules as q
+from diffwatch.db.queries.dashboard import kpis
+from diffwatch.model.alert_rules import Rule
+from diffwatch.model.filters import Filters
 from tests.alerts_seed import add_requests, base_time
 from tests.smtp import SmtpServer
 

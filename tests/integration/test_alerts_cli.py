@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from alerts.rules import load_rules_file
+from diffwatch.model.alert_rules import load_rules_file
 from tests.alerts_seed import add_requests, base_time
 from tests.helpers import cli_env, diffwatch_cmd
 from tests.smtp import SmtpServer

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from collectors.logs.collector import LogCollector
 from diffwatch.cli import build
+from diffwatch.collectors.logs.collector import LogCollector
 from tests.helpers import numbered_line
 
 

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from db.histogram import ALPHA
-from db.queries import dashboard as d
-from db.queries import dashboard_cost as dc
-from db.queries.dashboard_filters import Filters
-from db.queries.rollups import refresh
+from diffwatch.db.queries import dashboard as d
+from diffwatch.db.queries import dashboard_cost as dc
+from diffwatch.db.queries.rollups import refresh
+from diffwatch.model.filters import Filters
+from diffwatch.model.histogram import ALPHA
 
 L4, H100 = "NVIDIA L4", "NVIDIA H100 80GB HBM3"
 
@@ -62,7 +62,7 @@ def dataset(conninfo: str, hour: datetime) -> Filters:
         dc.set_gpu_price(conn, L4, 0.80)
         dc.set_gpu_price(conn, H100, 3.00)
         conn.commit()
-        refresh(conn, timedelta(hours=48))
+        refresh(conn)
     return Filters(hour, hour + timedelta(hours=1))
 
 
@@ -144,7 +144,7 @@ def test_empty_database(conninfo) -> None:
     now = datetime.now(UTC)
     f = Filters(now - timedelta(days=7), now)
     with psycopg.connect(conninfo) as conn:
-        refresh(conn, timedelta(hours=48))
+        refresh(conn)
         k = d.kpis(conn, f)
         assert (k.requests, k.images, k.p50_ms, k.cost_usd, k.clip_mean, k.error_rate) == (
             0, 0, None, None, None, None,

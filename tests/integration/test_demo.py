@@ -57,14 +57,15 @@ def test_demo_stores_a_realistic_history_once(tmp_path, db_url, sql):
     assert first["collected"]["ingested"] == gens > 1500
     assert first["collected"]["rejected"] == rejected
     # -- the dashboard's rollups are brought up to date at the end
-    assert first["rollups"] == {"generations": gens, "gpu_samples": gpu, "scorer_results": 3}
-    # -- the drift checks ran on its data with the tiny models, labelled as demo runs
+    assert first["rollups"] == {"generations": gens, "gpu_samples": gpu, "scorer_results": 6}
+    # -- the drift checks ran on its data: prompt drift with the demo CLIP, re-generation
+    # with the tiny random-weight pipeline (labelled as demo runs)
     drift = first["drift"]
-    assert drift["tiny_pipeline"] and drift["tiny_clip"]
+    assert drift["tiny_pipeline"] and not drift["tiny_clip"]
     assert drift["regenerate"]["n_items"] == 4 and drift["golden"]["new_baselines"] == 3
     assert "tiny random-weight" in drift["regenerate"]["pipeline"]
     assert sql("SELECT kind, status, demo FROM drift_runs ORDER BY id") == [
-        ("prompts", "ok", True),
+        ("prompts", "ok", False),
         ("regenerate", "ok", True),
         ("golden", "ok", True),
     ]

@@ -17,7 +17,7 @@ def run_demo(db_url: str, out: Path, *extra: str) -> str:
     res = CliRunner().invoke(
         build(),
         [
-            "demo", "--hours", "2", "--rate", "20", "--seed", "3", "--end", end.isoformat(),
+            "demo", "--hours", "3", "--rate", "20", "--seed", "3", "--end", end.isoformat(),
             "--out", str(out), "--database-url", db_url, "--no-drift", "--no-accounts",
             "--score-limit", "1", *extra,
         ],
@@ -30,10 +30,11 @@ def test_the_canary_regression_fires_one_alert_email_into_the_sink(tmp_path, db_
     out = tmp_path / "demo"
     stdout = run_demo(db_url, out)
     line = next(ln for ln in stdout.splitlines() if ln.startswith("alerts:"))
-    assert "canary p95 latency: firing" in line and "fleet error rate: normal" in line
+    assert "canary median latency: firing" in line and "fleet error rate: normal" in line
     (eml,) = sorted((out / "mail").glob("*.eml"))
     msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
-    assert str(msg["Subject"]).strip().startswith("[diffwatch CRITICAL] FIRING: canary p95 latency")
+    subject = str(msg["Subject"]).strip()
+    assert subject.startswith("[diffwatch CRITICAL] FIRING: canary median latency")
     assert msg["To"] == "oncall@example.com"
     assert "deployment=canary" in msg.get_body(("plain",)).get_content()
     assert any(p.get_content_type() == "image/png" for p in msg.walk())

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from diffwatch.auth.passwords import verify_password
 from diffwatch.cli import build
 from diffwatch.demo.run import run_demo_review
-from tests.helpers import tiny_clip_args
+from tests.helpers import demo_clip_args
 
 END = datetime(2026, 11, 2, 16, 0, tzinfo=UTC)
 ROLES = {"admin": "admin", "ops": "ops", "rater1": "rater", "rater2": "rater"}
@@ -23,7 +23,7 @@ ROLES = {"admin": "admin", "ops": "ops", "rater1": "rater", "rater2": "rater"}
 
 @pytest.fixture(autouse=True)
 def empty_hf_cache(tmp_path, monkeypatch):
-    """An empty Hugging Face cache, so only the tiny CLIP given on the command line loads."""
+    """An empty Hugging Face cache, so only the CLIP given on the command line loads."""
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
 
 
@@ -53,9 +53,9 @@ def stored_hashes(conninfo: str) -> dict[str, tuple[str, str, bool]]:
     return {u: (r, h, a) for u, r, h, a in rows}
 
 
-def test_demo_creates_accounts_and_seeds_ratings(tmp_path, db_url, conninfo, sql):
+def test_demo_creates_accounts_and_seeds_ratings(tmp_path, db_url, conninfo, sql, demo_clip):
     out = tmp_path / "demo"
-    stdout = run_demo(db_url, out, "--score-limit", "300", *tiny_clip_args(tmp_path / "clip"))
+    stdout = run_demo(db_url, out, "--score-limit", "300", *demo_clip_args(demo_clip))
 
     # -- the four accounts, with the printed passwords, which verify against the hashes
     creds = printed_credentials(stdout)
@@ -93,7 +93,8 @@ def test_demo_creates_accounts_and_seeds_ratings(tmp_path, db_url, conninfo, sql
     assert f"{sum(by_rater.values())} simulated ratings stored" in summary
     assert f"{open_items} items left open" in summary and "random" in summary
 
-    # -- the human adherence follows CLIP (what the rating analytics page shows)
+    # -- the raters judge what the image shows, never seeing CLIP; a CLIP that has learned
+    # the demo's scenes agrees with them (what the calibration on the rating analytics shows)
     pairs = sql(
         "SELECT (SELECT max(value) FROM scorer_results s WHERE s.generation_id = i.generation_id"
         "        AND s.scorer = 'clip'), avg(r.adherence)"
@@ -101,13 +102,20 @@ def test_demo_creates_accounts_and_seeds_ratings(tmp_path, db_url, conninfo, sql
     )
     assert len(pairs) >= 30 and all(c is not None for c, _ in pairs)
     rho = spearmanr([c for c, _ in pairs], [float(a) for _, a in pairs]).statistic
-    assert rho > 0.3, rho
+    # Measured 0.18 on this 1-hour sample (most rated items show their prompt), 0.50 on the
+    # default 24-hour demo; a random-weight CLIP gives about 0. Items the raters found
+    # off-prompt must score clearly lower than those they found on-prompt.
+    assert rho > 0.1, rho
+    low = [c for c, a in pairs if float(a) <= 2.5]
+    high = [c for c, a in pairs if float(a) >= 3.5]
+    assert low and high and sum(low) / len(low) < sum(high) / len(high) - 5, (low, high)
+    assert "the raters knew what" in stdout
     # rater2 is the harsher one
     means = dict(sql("SELECT rater_username, avg(adherence) FROM review_ratings GROUP BY 1"))
     assert means["rater2"] < means["rater1"]
 
     # -- re-running the step: new passwords that work, the old ones no longer do
-    accounts, path2, report = run_demo_review(conninfo, out, END, 1.0, 5)
+    accounts, path2, report = run_demo_review(conninfo, out, END, 1.0, 5, 10.0)
     assert path2 == path and stat.S_IMODE(path.stat().st_mode) == 0o600
     after = stored_hashes(conninfo)
     assert {a.username: a.role for a in accounts} == ROLES
@@ -121,11 +129,11 @@ def test_demo_creates_accounts_and_seeds_ratings(tmp_path, db_url, conninfo, sql
 
 
 def test_rerun_puts_back_a_changed_role_and_a_deactivated_account(tmp_path, db_url, conninfo):
-    run_demo_review(conninfo, tmp_path, END, 1.0, 0)  # no scored data: accounts only
+    run_demo_review(conninfo, tmp_path, END, 1.0, 0, 10.0)  # no scored data: accounts only
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("UPDATE users SET role = 'admin' WHERE username = 'rater2'")
         conn.execute("UPDATE users SET active = false WHERE username = 'ops'")
-    accounts, _, report = run_demo_review(conninfo, tmp_path, END, 1.0, 0)
+    accounts, _, report = run_demo_review(conninfo, tmp_path, END, 1.0, 0, 10.0)
     stored = stored_hashes(conninfo)
     assert {u: r for u, (r, _, _) in stored.items()} == ROLES
     assert all(active for _, _, active in stored.values())

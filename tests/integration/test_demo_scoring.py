@@ -1,4 +1,5 @@
-"""``diffwatch demo``'s scoring step on a real Postgres: real NudeNet, tiny CLIP or none."""
+"""``diffwatch demo``'s scoring step on a real Postgres: real NudeNet; a given CLIP, the demo
+CLIP trained on the demo's scenes, or none."""
 
 from __future__ import annotations
 
@@ -49,8 +50,8 @@ def scorable(sql) -> list[int]:
     ]
 
 
-def test_nsfw_scores_a_bounded_sample_and_clip_is_skipped_with_how_to_enable(tmp_path, db_url, sql):
-    first = summary(run_demo(db_url, tmp_path / "out", "--score-limit", "40"))
+def test_nsfw_scores_an_even_sample_and_clip_is_skipped_with_how_to_enable(tmp_path, db_url, sql):
+    first = summary(run_demo(db_url, tmp_path / "out", "--score-limit", "40", "--no-demo-clip"))
     ids = scorable(sql)
     assert len(ids) > 60  # more than the limit: the sample is bounded
 
@@ -59,7 +60,13 @@ def test_nsfw_scores_a_bounded_sample_and_clip_is_skipped_with_how_to_enable(tmp
         "ORDER BY generation_id"
     )
     assert {r[1] for r in rows} == {"nsfw"}  # no CLIP scores, made up or otherwise
-    assert [r[0] for r in rows] == ids[:40]  # the oldest 40, in id order
+    scored = [r[0] for r in rows]
+    assert len(set(scored)) == 40 and set(scored) <= set(ids)
+    # An even sample over the window, not the oldest 40: each third of it holds some.
+    assert {ids.index(g) * 3 // len(ids) for g in scored} == {0, 1, 2}
+    # The versions take turns: the canary, on 10 % of the traffic, gets about half.
+    canary = {r[0] for r in sql("SELECT id FROM generations WHERE deployment = 'canary'")}
+    assert 15 <= len(set(scored) & canary) <= 25
     assert all(0.0 <= r[3] <= 1.0 and r[4] is not None for r in rows)
     assert sql("SELECT count(*) FROM scoring_errors") == [(0,)]
 
@@ -71,15 +78,44 @@ def test_nsfw_scores_a_bounded_sample_and_clip_is_skipped_with_how_to_enable(tmp
     assert nsfw["flagged"] == sum(bool(r[4]) for r in rows)
     assert sc["clip"].startswith("not configured (")
     assert "not in the Hugging Face cache" in sc["clip"] and "--clip-checkpoint" in sc["clip"]
+    assert sc["demo_clip"] is None
 
     # The human summary says the same, CLIP in one line; a re-run scores the next ones.
-    res = run_demo(db_url, tmp_path / "out", "--score-limit", "5", as_json=False)
+    res = run_demo(db_url, tmp_path / "out", "--score-limit", "5", "--no-demo-clip", as_json=False)
     clip_lines = [ln for ln in res.stdout.splitlines() if ln.lstrip().startswith("clip")]
     assert len(clip_lines) == 1 and "clip: not configured (" in clip_lines[0]
     assert "--clip-checkpoint PATH" in clip_lines[0] and "huggingface.co/laion/" in clip_lines[0]
     assert "scored 5 generations" in res.stdout and "0 flagged" in res.stdout
     assert f"{len(ids) - 45} generations not scored yet" in res.stdout
-    assert [r[0] for r in sql("SELECT generation_id FROM scorer_results ORDER BY 1")] == ids[:45]
+    again = [r[0] for r in sql("SELECT generation_id FROM scorer_results ORDER BY 1")]
+    assert len(set(again)) == 45 and set(scored) < set(again)
+
+
+def test_without_real_weights_the_demo_clip_scores_and_says_what_it_is(tmp_path, db_url, sql):
+    out = summary(run_demo(db_url, tmp_path / "out", "--score-limit", "60", hours="1"))
+    sc = out["scoring"]
+    d = sc["demo_clip"]
+    assert "demo CLIP trained on the demo's synthetic scenes" in d["label"]
+    assert "not in the Hugging Face cache" in d["real_clip_missing"]
+    assert d["quality"]["retrieval_top1"] > 0.5  # held-out scenes, 100 prompts each
+    rows = sql(
+        "SELECT scorer, count(*), min(scorer_version) FROM scorer_results GROUP BY 1 ORDER BY 1"
+    )
+    assert [(r[0], r[1]) for r in rows] == [("clip", 60), ("nsfw", 60)]
+    assert rows[0][2].startswith("diffwatch-demo-clip/")
+    # The images the simulation garbled score lower than the ones that show their prompt.
+    from diffwatch.demo.truth import SceneTruth
+
+    truth = SceneTruth(3, 5)
+    pairs = sql(
+        "SELECT g.request_id, g.ts, s.value FROM scorer_results s"
+        " JOIN generations g ON g.id = s.generation_id WHERE s.scorer = 'clip'"
+    )
+    on = [v for rid, ts, v in pairs if truth.on_prompt(rid, ts)]
+    off = [v for rid, ts, v in pairs if truth.on_prompt(rid, ts) is False]
+    assert on and sum(on) / len(on) > 70
+    if off:  # a few in 60 (1 % of stable, 25 % of canary images are garbled)
+        assert sum(off) / len(off) < sum(on) / len(on)
 
 
 def test_score_limit_zero_scores_everything(tmp_path, db_url, sql):
@@ -93,12 +129,16 @@ def test_score_limit_zero_scores_everything(tmp_path, db_url, sql):
 def test_with_a_clip_checkpoint_clip_scores_are_stored_too(tmp_path, db_url, sql):
     clip = tiny_clip_args(tmp_path / "m")
     out = summary(run_demo(db_url, tmp_path / "out", "--score-limit", "6", *clip))
-    ids = scorable(sql)[:6]
+    ids = scorable(sql)
     rows = sql(
         "SELECT scorer, array_agg(generation_id ORDER BY generation_id), min(value), max(value),"
         " min(scorer_version) FROM scorer_results GROUP BY 1 ORDER BY 1"
     )
-    assert [(r[0], r[1]) for r in rows] == [("clip", ids), ("nsfw", ids)]
+    assert [r[0] for r in rows] == ["clip", "nsfw"]
+    scored = rows[0][1]
+    assert rows[1][1] == scored  # both scorers on the same six claimed generations
+    assert len(set(scored)) == 6 and set(scored) <= set(ids)
+    assert {ids.index(g) * 3 // len(ids) for g in scored} == {0, 1, 2}  # spread, not the oldest
     assert 0.0 <= rows[0][2] <= rows[0][3] <= 100.0  # CLIPScore range
     sc = out["scoring"]
     assert sc["clip"] == rows[0][4] and sc["clip"].startswith("diffwatch-tiny-clip/file-")

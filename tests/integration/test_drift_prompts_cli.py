@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from collectors.logs.collector import LogCollector
 from diffwatch.cli import build
+from diffwatch.collectors.logs.collector import LogCollector
 from tests.helpers import tiny_clip_args
 
 ANIMALS = ("fox", "owl", "cat", "horse", "deer", "rabbit", "bear", "otter")
@@ -83,6 +83,13 @@ def test_a_shifted_window_is_drift_and_says_what_moved(tmp_path, db_url, conninf
     assert r["drifted"] is True
     assert r["test"]["p_value"] <= 0.05 and r["test"]["effect_size"] > 0.6
     assert (r["test"]["n_reference"], r["test"]["n_current"]) == (150, 150)
+    # The lexical test sees the new words; the combined verdict names both tests.
+    lex, combined = r["lexical"], r["combined"]
+    assert lex["p_value"] <= 0.05 and lex["effect_size"] > 0.6
+    assert lex["effect_size_name"] == "centroid_auc" and lex["n_current"] == 150
+    assert combined["drifted"] is True and combined["p_value"] <= 0.05
+    assert combined["method"] == "westfall-young-minp"
+    assert set(combined["decided_by"]) == {"embedding", "lexical"}
     assert "cyberpunk" in [t["term"] for t in r["terms"]["grew"][:3]]
     top = r["clusters"][0]
     assert top["delta"] > 0.1 and all("neon" in p or "cyberpunk" in p for p in top["examples"])
@@ -91,8 +98,28 @@ def test_a_shifted_window_is_drift_and_says_what_moved(tmp_path, db_url, conninf
     assert not params["steps"]["drifted"] and not params["resolution"]["drifted"]
     rows = sql("SELECT kind, status, drifted, p_value, n_current, summary FROM drift_runs")
     assert len(rows) == 1 and rows[0][:3] == ("prompts", "ok", True)
-    assert rows[0][3] == r["test"]["p_value"] and rows[0][4] == 150
+    assert rows[0][3] == combined["p_value"] and rows[0][4] == 150  # the deciding p-value
+    assert rows[0][5]["lexical"] == lex
     assert rows[0][5]["clusters"][0]["examples"] == top["examples"]
+
+
+def test_combine_lexical_first_decides_by_the_words_alone(tmp_path, db_url, conninfo, clip):
+    rng = np.random.default_rng(1)
+    _ingest(conninfo, tmp_path / "a.jsonl", _records(150, 0, rng))
+    _ingest(conninfo, tmp_path / "b.jsonl", _records(150, 1, rng, shifted=0.4))
+    args = ("--current", "1d", "--reference", "1d", "--permutations", "200")
+    minp = drift(db_url, clip, *args)
+    seq = drift(db_url, clip, *args, "--combine", "lexical-first")
+    comb = seq["combined"]
+    assert comb["method"] == "fixed-sequence-lexical-first" and comb["drifted"] is True
+    # The same permutations: each test's own p-value is unchanged, the run's is the words'.
+    assert seq["test"] == minp["test"] and seq["lexical"] == minp["lexical"]
+    assert comb["p_value"] == seq["lexical"]["p_value"] == comb["adjusted_p_values"]["lexical"]
+    assert comb["adjusted_p_values"]["embedding"] == max(
+        seq["test"]["p_value"], seq["lexical"]["p_value"]
+    )
+    bad = drift(db_url, clip, *args, "--combine", "bonferroni", code=2)
+    assert "'bonferroni' is not one of" in " ".join(bad["output"].split())
 
 
 def test_an_unshifted_window_is_not_drift(tmp_path, db_url, conninfo, sql, clip):
@@ -101,6 +128,7 @@ def test_an_unshifted_window_is_not_drift(tmp_path, db_url, conninfo, sql, clip)
     _ingest(conninfo, tmp_path / "b.jsonl", _records(150, 1, rng))
     r = drift(db_url, clip, "--current", "1d", "--reference", "1d", "--permutations", "200")
     assert r["drifted"] is False and r["test"]["p_value"] > 0.05
+    assert r["lexical"]["p_value"] > 0.05 and r["combined"]["p_value"] > 0.05
     assert sql("SELECT drifted FROM drift_runs") == [(False,)]
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from collectors.logs.collector import LogCollector
 from diffwatch.cli import build
+from diffwatch.collectors.logs.collector import LogCollector
 from tests.helpers import tiny_clip_args
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -22,16 +22,16 @@ SIZE, STEPS = 128, 4
 @pytest.fixture(scope="module")
 def pipelines(tmp_path_factory) -> tuple[Path, Path]:
     """Two tiny pipelines: 'production' and one with other weights (a new checkpoint)."""
-    from scoring.tiny_pipeline import save_tiny_pipeline
+    from diffwatch.demo.tiny_pipeline import save_tiny_pipeline
 
     root = tmp_path_factory.mktemp("pipes")
     return save_tiny_pipeline(root / "prod", seed=0), save_tiny_pipeline(root / "new", seed=1)
 
 
 def _render(pipeline: Path, prompt: str, seed: int, sampler: str | None) -> object:
-    from scoring.diffusion_config import DiffusionConfig
-    from scoring.diffusion_load import load_pipeline
-    from scoring.regenerate import Regenerator, RegenRequest
+    from diffwatch.drift.diffusion_config import DiffusionConfig
+    from diffwatch.drift.diffusion_load import load_pipeline
+    from diffwatch.drift.regenerate import Regenerator, RegenRequest
 
     loaded = load_pipeline(DiffusionConfig(source=str(pipeline), device="cpu"))
     req = RegenRequest("x", prompt, seed, sampler, STEPS, 7.0, SIZE, SIZE)
@@ -141,7 +141,7 @@ def test_golden_set_baselines_then_passes_then_catches_a_new_checkpoint(
 
 def test_no_pipeline_and_bad_golden_files_are_clear_errors(tmp_path, db_url):
     none = regen(db_url, code=2)
-    assert "--pipeline" in none["output"] and "--tiny-pipeline" in none["output"]
+    assert "--pipeline" in none["output"] and "DIFFWATCH_PIPELINE" in none["output"]
     bad = tmp_path / "g.toml"
     bad.write_text('name = "x"\n')
     out = regen(db_url, "--pipeline", str(tmp_path), "--golden", str(bad), code=2)

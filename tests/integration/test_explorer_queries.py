@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from db.queries.dashboard_filters import Filters
-from db.queries.explorer import MAX_LIMIT, generation_detail, like_pattern, search
+from diffwatch.db.queries.explorer import MAX_LIMIT, generation_detail, like_pattern, search
+from diffwatch.model.filters import Filters
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 WEEK = Filters(T0 - timedelta(days=7), T0 + timedelta(days=1))
@@ -181,7 +181,7 @@ def test_empty_database(conninfo) -> None:
 
 
 def test_substring_search_uses_the_opt_in_trigram_index_on_200k_rows(conninfo, sql) -> None:
-    from db.queries import prompt_index
+    from diffwatch.db.queries import prompt_index
 
     assert not sql("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_generations_prompt_trgm'")
     sql(

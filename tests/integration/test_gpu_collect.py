@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from collectors.gpu.collector import GpuCollector
-from collectors.gpu.scrape import DcgmSource
 from diffwatch.cli import build
+from diffwatch.collectors.gpu.collector import GpuCollector
+from diffwatch.collectors.gpu.scrape import DcgmSource
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dcgm"
 MIXED = "v4-mixed-mig-lowercase-hostname.prom"

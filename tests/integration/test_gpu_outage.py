@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from db import migrate
+from diffwatch.db import migrate
 from tests.helpers import cli_env, diffwatch_cmd
 from tests.integration.test_gpu_collect import MIXED, FakeExporter, body, whole
 

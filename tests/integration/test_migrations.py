@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import psycopg
+import re
 
-from db import migrate
-from db.engine import raw_conninfo
-from db.models import Base
+import psycopg
+import pytest
+
+from diffwatch.db import migrate
+from diffwatch.db.engine import raw_conninfo
+from diffwatch.db.models import Base
 
 
 def _tables(url: str) -> set[str]:
@@ -39,3 +42,32 @@ def test_time_range_indexes_exist(migrated_url: str) -> None:
     assert "ix_generations_model_model_version_ts" in idx
     assert "ix_generations_deployment_ts" in idx
     assert "uq_generations_request_id" in idx
+
+
+def test_every_alert_metric_passes_the_migrated_check_constraint(migrated_url: str) -> None:
+    """Alembic does not compare CHECK constraints: the metric list is checked here."""
+    from diffwatch.model.alert_metrics import METRICS
+
+    with psycopg.connect(raw_conninfo(migrated_url)) as conn:
+        (definition,) = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conname = 'ck_alert_rules_metric'"
+        ).fetchone()
+    allowed = set(re.findall(r"'([a-z0-9_]+)'", definition))
+    assert allowed == set(METRICS)
+
+
+def test_downgrade_below_0013_keeps_a_median_latency_rule(empty_db_factory) -> None:
+    url = empty_db_factory("median_rule")
+    migrate.upgrade(url)
+    with psycopg.connect(raw_conninfo(url)) as conn:
+        conn.execute(
+            "INSERT INTO alert_rules (name, metric, comparison, threshold, window_s, for_s,"
+            " repeat_s, severity, recipients) VALUES ('slow', 'latency_p50_ms', '>', 1, 60, 0, 0,"
+            " 'info', ARRAY['a@example.com'])"
+        )
+    with pytest.raises(RuntimeError, match="1 alert rule"):
+        migrate.downgrade(url, "0012")
+    assert migrate.current_revision(url) == migrate.head_revision()
+    with psycopg.connect(raw_conninfo(url)) as conn:
+        assert conn.execute("SELECT metric FROM alert_rules").fetchall() == [("latency_p50_ms",)]

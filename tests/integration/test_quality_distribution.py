@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from db.queries.dashboard_filters import Filters
-from db.queries.quality_dist import clip_distribution
-from db.queries.rollups import refresh
+from diffwatch.db.queries.quality_dist import clip_distribution
+from diffwatch.db.queries.rollups import refresh
+from diffwatch.model.filters import Filters
 
 
 def test_distribution_per_version_matches_the_raw_scores_across_refreshes(conninfo) -> None:
@@ -37,9 +37,9 @@ def test_distribution_per_version_matches_the_raw_scores_across_refreshes(connin
                 )
                 if k == 2:  # a refresh in the middle: buckets are merged, not replaced
                     conn.commit()
-                    refresh(conn, timedelta(hours=48))
+                    refresh(conn)
         conn.commit()
-        refresh(conn, timedelta(hours=48))
+        refresh(conn)
         for width in (60, 3600):
             f = Filters(t0 - timedelta(hours=1), t0 + timedelta(hours=2), width_s=width)
             got = Counter({(b.group, b.score): b.n for b in clip_distribution(conn, f)})

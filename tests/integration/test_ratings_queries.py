@@ -1,4 +1,4 @@
-"""db.queries.ratings_analytics on real Postgres, and end to end into analytics.ratings."""
+"""diffwatch.db.queries.ratings_analytics on real Postgres, end to end into analytics.ratings."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from analytics.agreement import krippendorff_alpha
-from analytics.ratings import clip_vs_adherence, nsfw_vs_human, rater_stats, ratings_over_time
-from db.queries import ratings_analytics as ra
+from diffwatch.analytics.agreement import krippendorff_alpha
+from diffwatch.analytics.ratings import (
+    clip_vs_adherence,
+    nsfw_vs_human,
+    rater_stats,
+    ratings_over_time,
+)
+from diffwatch.db.queries import ratings_analytics as ra
 
 T = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
 START, END = T - timedelta(hours=1), T + timedelta(days=1)
@@ -220,8 +225,8 @@ def test_ratings_by_reason_and_reason_counts(conn, seeded, sql):
 
 
 def test_human_items_by_generation_time_and_filters(conn, seeded, sql):
-    from analytics.human_ratings import human_summary
-    from db.queries.dashboard_filters import Filters
+    from diffwatch.analytics.human_ratings import human_summary
+    from diffwatch.model.filters import Filters
 
     made = Filters(start=T - timedelta(hours=3), end=T)  # the generations are at T − 2 h
     rows = ra.human_items(conn, made, "version")
@@ -253,9 +258,9 @@ def test_human_items_by_generation_time_and_filters(conn, seeded, sql):
 
 def test_version_comparison_reads_the_human_rating_per_image(conninfo) -> None:
     """The verdict's "human rating" metric: mean quality per rated image, by side."""
-    from analytics.versions import verdict
-    from db.queries.dashboard_filters import Filters
-    from db.queries.versions import Side, compare_stats
+    from diffwatch.analytics.versions import verdict
+    from diffwatch.db.queries.versions import Side, compare_stats
+    from diffwatch.model.filters import Filters
     from tests.app.ratings_dataset import seed_ratings
 
     seeded = seed_ratings(conninfo)

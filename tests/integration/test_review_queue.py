@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from db.queries import review
-from scoring.review_policy import ReviewPolicy
+from diffwatch.db.queries import review
+from diffwatch.model.review_policy import ReviewPolicy
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 

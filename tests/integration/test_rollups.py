@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from db import histogram
-from db.queries import rollups
-from db.queries.dashboard import latency
-from db.queries.dashboard_filters import Filters
+from diffwatch.db.queries import rollups
+from diffwatch.db.queries.dashboard import latency
+from diffwatch.model import histogram
+from diffwatch.model.filters import DEFAULT_MINUTE_RETENTION, Filters
 
-RETENTION = timedelta(hours=48)
+RETENTION = DEFAULT_MINUTE_RETENTION
 KEYS = [
     ("sdxl", "v1", "stable", "NVIDIA H100 80GB HBM3"),
     ("sdxl", "v2", "canary", "NVIDIA H100 80GB HBM3"),

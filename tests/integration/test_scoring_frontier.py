@@ -7,7 +7,7 @@ import uuid
 
 import psycopg
 
-from db.queries.scoring import ScorerKey, advance_frontier, claim
+from diffwatch.db.queries.scoring import ScorerKey, advance_frontier, claim
 
 KEYS = [ScorerKey("nsfw", "n1")]
 

@@ -6,8 +6,9 @@ import threading
 import time
 
 import psycopg
+import pytest
 
-from db.queries import scoring as q
+from diffwatch.db.queries import scoring as q
 from tests.helpers import numbered_line
 
 CLIP = q.ScorerKey("clip", "tiny/v1")
@@ -15,14 +16,14 @@ NSFW = q.ScorerKey("nsfw", "320n/0.5")
 
 
 def seed_generations(conninfo: str, n: int, tmp_path) -> None:
-    from collectors.logs.collector import LogCollector
+    from diffwatch.collectors.logs.collector import LogCollector
 
     log = tmp_path / "gen.jsonl"
     log.write_bytes(b"".join(numbered_line(i, image_uri=f"/img/{i}.png") for i in range(n)))
     assert LogCollector(conninfo, [str(log)]).run_once().ingested == n
 
 
-def claim(conn, keys, token, limit=10, lease_s=60.0, max_attempts=3):
+def claim(conn, keys, token, limit=10, lease_s=60.0, max_attempts=3, order="oldest"):
     return q.claim(
         conn,
         keys,
@@ -31,6 +32,7 @@ def claim(conn, keys, token, limit=10, lease_s=60.0, max_attempts=3):
         limit=limit,
         lease_s=lease_s,
         max_attempts=max_attempts,
+        order=order,
     )
 
 
@@ -128,3 +130,52 @@ def test_concurrent_claims_from_many_threads_never_overlap(tmp_path, conninfo) -
         t.join()
     flat = [g for batch in seen for g in batch]
     assert sorted(flat) == list(range(1, 401))  # every one claimed, none twice
+
+
+def test_claim_orders_oldest_newest_and_an_even_spread(tmp_path, conninfo) -> None:
+    seed_generations(conninfo, 200, tmp_path)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        oldest = [c.generation_id for c in claim(conn, [CLIP], "o", limit=5)]
+        newest = [c.generation_id for c in claim(conn, [CLIP], "n", limit=5, order="newest")]
+        spread = [c.generation_id for c in claim(conn, [CLIP], "s", limit=40, order="spread")]
+        with pytest.raises(ValueError, match="not one of oldest, newest, spread, balanced"):
+            claim(conn, [CLIP], "x", limit=1, order="random; DROP TABLE generations")
+    assert oldest == [1, 2, 3, 4, 5]
+    assert sorted(newest) == [196, 197, 198, 199, 200]  # (returned in id order)
+    # 40 of the 190 left, taken evenly: every fifth of the id range holds some of them.
+    assert len(set(spread)) == 40 and not set(spread) & set(oldest + newest)
+    assert {(g - 1) * 5 // 200 for g in spread} == {0, 1, 2, 3, 4}
+
+
+def test_a_balanced_claim_takes_the_versions_in_turn_each_spread_over_its_span(
+    tmp_path, conninfo
+) -> None:
+    """A canary on every tenth generation (20 of 200): the first 30 claimed 'balanced' hold
+    about 15 of each version, where 'spread' gives it its share (about 3)."""
+    log = tmp_path / "gen.jsonl"
+    log.write_bytes(
+        b"".join(
+            numbered_line(i, image_uri=f"/img/{i}.png", model_version="rc" if i % 10 == 0 else "v1")
+            for i in range(200)
+        )
+    )
+    from diffwatch.collectors.logs.collector import LogCollector
+
+    assert LogCollector(conninfo, [str(log)]).run_once().ingested == 200
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        canary = {
+            r[0] for r in conn.execute("SELECT id FROM generations WHERE model_version = 'rc'")
+        }
+        assert len(canary) == 20
+        spread = [c.generation_id for c in claim(conn, [CLIP], "s", limit=30, order="spread")]
+        conn.execute("DELETE FROM scoring_leases")
+        balanced = [c.generation_id for c in claim(conn, [CLIP], "b", limit=30, order="balanced")]
+        rest = [c.generation_id for c in claim(conn, [CLIP], "r", limit=200, order="balanced")]
+    assert len(set(spread) & canary) <= 8
+    took = set(balanced) & canary
+    assert 12 <= len(took) <= 18 and len(set(balanced)) == 30
+    # each version's part is spread over its span: every half of the id range holds some
+    for part in (took, set(balanced) - canary):
+        assert {(g - 1) * 2 // 200 for g in part} == {0, 1}
+    # and the claims still take every generation once
+    assert sorted(balanced + rest) == list(range(1, 201))

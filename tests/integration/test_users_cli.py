@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from db.queries import users as q
 from diffwatch.auth.passwords import hash_password, verify_password
 from diffwatch.cli import build
+from diffwatch.db.queries import users as q
 
 PW = "correct horse battery"
 
@@ -123,6 +123,18 @@ def test_weak_and_missing_passwords_are_refused(db_url, sql) -> None:
     assert verify_password(h, PW)  # unchanged
 
 
+@pytest.mark.parametrize("common", ["aaaaaaaaaa", "password123"])
+def test_common_passwords_are_refused_by_add_and_passwd(common, db_url, sql) -> None:
+    out = add(db_url, "hank", pw=common, code=2)
+    assert "password for user 'hank' refused" in out and "choose another" in out
+    assert sql("SELECT count(*) FROM users") == [(0,)]
+    add(db_url, "hank")
+    out = users(db_url, "passwd", "hank", "--password-stdin", input=common + "\n", code=2)
+    assert "refused" in out and "choose another" in out
+    (h,) = sql("SELECT password_hash FROM users")[0]
+    assert verify_password(h, PW)  # unchanged
+
+
 def test_the_last_active_admin_cannot_be_removed_or_demoted(db_url, sql) -> None:
     add(db_url, "root", "admin")
     assert "last active admin; refusing to remove it" in users(db_url, "remove", "root", code=1)
@@ -149,16 +161,20 @@ def test_removed_accounts_keep_their_audit_rows(db_url, sql) -> None:
     ]
 
 
-def test_login_bookkeeping_counts_failures_and_locks(conninfo, sql) -> None:
+def test_login_bookkeeping_counts_failures_and_delays(conninfo, sql) -> None:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         q.add_user(conn, "jo", "rater", hash_password(PW), actor="system")
         for i in range(1, 3):
-            out = q.record_login(conn, "JO", ok=False, max_failures=3, lock_s=60)
+            out = q.record_login(conn, "JO", ok=False, free_failures=3, delay_s=60)
             assert out is not None and out.failed_logins == i and out.locked_until is None
-        out = q.record_login(conn, "jo", ok=False, max_failures=3, lock_s=60)
+        out = q.record_login(conn, "jo", ok=False, free_failures=3, delay_s=60)
         assert out is not None and out.failed_logins == 3 and out.locked_until is not None
         user = q.get_user_for_login(conn, "Jo")
         assert user is not None and user.locked and verify_password(user.password_hash, PW)
+        assert 55 < user.wait_s <= 60
+        out = q.record_login(conn, "jo", ok=False, free_failures=3, delay_s=60, max_delay_s=100)
+        user = q.get_user_for_login(conn, "jo")  # doubled to 120 s, capped at 100 s
+        assert user is not None and 95 < user.wait_s <= 100
         assert q.record_login(conn, "nobody", ok=False) is None
         ok = q.record_login(conn, "jo", ok=True)
         assert ok is not None and ok.failed_logins == 0 and ok.locked_until is None
@@ -166,7 +182,7 @@ def test_login_bookkeeping_counts_failures_and_locks(conninfo, sql) -> None:
         assert user is not None and not user.locked
         assert q.get_user_for_login(conn, "no such user!") is None
         fails = q.recent_audit(conn, action="login.fail")
-    assert len(fails) == 4 and fails[0]["target"] == "nobody"
+    assert len(fails) == 5 and fails[0]["target"] == "nobody"
     assert fails[0]["details"] == {"reason": "unknown user"} and fails[0]["actor"] is None
     assert sql("SELECT actor, target FROM audit_log WHERE action = 'login.ok'") == [("jo", "jo")]
     assert sql("SELECT last_login_at IS NOT NULL FROM users") == [(True,)]

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from analytics.versions import verdict
-from db.histogram import bin_of
-from db.queries.dashboard_cost import set_gpu_price
-from db.queries.dashboard_filters import Filters
-from db.queries.rollups import refresh
-from db.queries.versions import Side, compare_stats, version_stats
+from diffwatch.analytics.versions import verdict
+from diffwatch.db.queries.dashboard_cost import set_gpu_price
+from diffwatch.db.queries.rollups import refresh
+from diffwatch.db.queries.versions import Side, compare_stats, version_stats
+from diffwatch.model.filters import Filters
+from diffwatch.model.histogram import bin_of
 
 L4, H100, UNPRICED = "NVIDIA L4", "NVIDIA H100 80GB HBM3", "Mystery GPU"
 STABLE = Side("stable v1", versions=("v1",))
@@ -60,7 +60,7 @@ def dataset(conninfo: str, start: datetime) -> Filters:
         set_gpu_price(conn, L4, 0.80)
         set_gpu_price(conn, H100, 3.00)
         conn.commit()
-        refresh(conn, timedelta(hours=48))
+        refresh(conn)
     return Filters(start, start + timedelta(hours=3), models=("m",))
 
 
@@ -157,7 +157,7 @@ def test_verdict_from_the_database(conninfo, dataset) -> None:
 def test_empty_range(conninfo, start) -> None:
     f = Filters(start - timedelta(days=30), start - timedelta(days=29))
     with psycopg.connect(conninfo) as conn:
-        refresh(conn, timedelta(hours=48))
+        refresh(conn)
         a, b = compare_stats(conn, f, STABLE, CANARY)
     assert (a.requests, a.latency_hist, a.cost.pairs, a.clip_scorer_version) == (0, {}, (), None)
     v = verdict(a, b)

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from collectors.logs.collector import LogCollector
-from db import migrate
-from scoring.clip import ClipScorer, load_clip
-from scoring.diffusion_config import DiffusionConfig
-from scoring.diffusion_load import load_pipeline
-from scoring.drift_regen import Context, RegenOptions, run_sample
-from scoring.tiny_pipeline import save_tiny_pipeline
+from diffwatch.collectors.logs.collector import LogCollector
+from diffwatch.db import migrate
+from diffwatch.demo.tiny_pipeline import save_tiny_pipeline
+from diffwatch.drift.diffusion_config import DiffusionConfig
+from diffwatch.drift.diffusion_load import load_pipeline
+from diffwatch.drift.regen import Context, RegenOptions, run_sample
+from diffwatch.scoring.clip.scorer import ClipScorer, load_clip
 from tests.tinymodels import photo_like, save_tiny_clip, tiny_clip_settings
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)

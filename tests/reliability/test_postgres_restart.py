@@ -10,7 +10,7 @@ import time
 
 import psycopg
 
-from db import migrate
+from diffwatch.db import migrate
 from tests.helpers import cli_env, diffwatch_cmd, numbered_line
 
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from alerts.rules import Rule
-from db.queries import alert_rules as q
+from diffwatch.db.queries import alert_rules as q
+from diffwatch.model.alert_rules import Rule
 from tests.alerts_seed import add_requests
 from tests.helpers import cli_env, diffwatch_cmd
 from tests.smtp import SmtpServer

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from analytics.agreement import Agreement, krippendorff_alpha
+from diffwatch.analytics.agreement import Agreement, krippendorff_alpha
 
 # Krippendorff, K. (2011). "Computing Krippendorff's Alpha-Reliability", Annenberg School
 # for Communication, University of Pennsylvania (repository.upenn.edu/asc_papers/43):

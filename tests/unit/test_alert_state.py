@@ -7,8 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerts.rules import Rule, RuleFileError, format_duration, parse_duration, rules_from_data
-from alerts.state import State, step
+from diffwatch.model.alert_rules import (
+    Rule,
+    RuleFileError,
+    format_duration,
+    parse_duration,
+    rules_from_data,
+)
+from diffwatch.model.alert_state import State, step
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 

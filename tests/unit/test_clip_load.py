@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scoring.clip import ClipConfig, ClipModel, ClipWeightsError, load_clip
+from diffwatch.scoring.clip.scorer import ClipConfig, ClipModel, ClipWeightsError, load_clip
 from tests.tinymodels import (
     TINY_CLIP_EMBED_DIM,
     TINY_CLIP_IMAGE_SIZE,
@@ -311,7 +311,10 @@ def test_importing_scoring_clip_loads_no_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, scoring.clip; print('torch' in sys.modules, 'open_clip' in sys.modules)"
+    code = (
+        "import sys, diffwatch.scoring.clip.scorer;"
+        "print('torch' in sys.modules, 'open_clip' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

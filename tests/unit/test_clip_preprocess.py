@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.clip import ClipScorer, PreprocessSpec, load_clip
-from scoring.clip_preprocess import preprocess_batch, resized_size
+from diffwatch.scoring.clip.preprocess import preprocess_batch, resized_size
+from diffwatch.scoring.clip.scorer import ClipScorer, PreprocessSpec, load_clip
 from tests.tinymodels import TINY_CLIP_NAME, photo_like, save_tiny_clip, tiny_clip_settings
 
 # (height, width) in px: down- and up-scaling, portrait, landscape, square, odd sizes.

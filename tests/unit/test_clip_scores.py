@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.clip import ClipModel, ClipScore, ClipScorer, load_clip
+from diffwatch.scoring.clip.scorer import ClipModel, ClipScore, ClipScorer, load_clip
 from tests.tinymodels import photo_like, save_tiny_clip, tiny_clip_settings
 
 PROMPTS = [
@@ -111,7 +111,7 @@ def test_prompt_of_exactly_the_context_length_is_not_truncated(tiny_clip: ClipMo
 def test_tokenization_matches_open_clips_tokenizer(tiny_clip: ClipModel) -> None:
     import torch
 
-    from scoring.clip_text import tokenize
+    from diffwatch.scoring.clip.text import tokenize
 
     prompts = [*PROMPTS, LONG_PROMPT]
     ours = tokenize(tiny_clip.tokenizer, prompts, tiny_clip.context_length)

@@ -1,4 +1,4 @@
-"""The demo's simulated raters (pure): ranges, determinism, correlation with CLIP, bias."""
+"""The demo's simulated raters (pure): ranges, determinism, following the truth, bias."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import random
 
 from scipy.stats import spearmanr
 
-from db.models_review import FLAGS
+from diffwatch.db.models_review import FLAGS
 from diffwatch.demo.raters import (
     DEMO_RATERS,
     ItemFeatures,
-    Percentiles,
     RaterProfile,
     rater_rng,
     simulate_rating,
@@ -24,7 +23,7 @@ def items(n: int = 400, seed: int = 1) -> list[ItemFeatures]:
     return [
         ItemFeatures(
             generation_id=i,
-            clip_pct=rng.random(),
+            on_prompt=rng.random() > 0.2,
             nsfw_flagged=rng.random() < 0.1,
             canary=rng.random() < 0.1,
         )
@@ -59,13 +58,14 @@ def test_deterministic_for_a_seed_and_different_for_another():
     assert rate_all(RATER1, feats[::-1], seed=3) == rate_all(RATER1, feats, seed=3)
 
 
-def test_adherence_follows_clip_and_raters_agree_more_than_chance():
+def test_adherence_follows_the_truth_and_raters_agree_more_than_chance():
     feats = items()
     r1, r2 = rate_all(RATER1, feats), rate_all(RATER2, feats)
-    pairs = [(f.clip_pct, r1[f.generation_id].adherence) for f in feats if r1[f.generation_id]]
-    assert spearmanr(*zip(*pairs, strict=True)).statistic > 0.5
-    q = [(f.clip_pct, r1[f.generation_id].quality) for f in feats if r1[f.generation_id]]
-    assert spearmanr(*zip(*q, strict=True)).statistic > 0.3
+    on = [r1[f.generation_id].adherence for f in feats if r1[f.generation_id] and f.on_prompt]
+    off = [r1[f.generation_id].adherence for f in feats if r1[f.generation_id] and not f.on_prompt]
+    assert sum(on) / len(on) > 4.0 and sum(off) / len(off) < 2.5
+    truth = [(f.on_prompt, r1[f.generation_id].quality) for f in feats if r1[f.generation_id]]
+    assert spearmanr(*zip(*truth, strict=True)).statistic > 0.3
     both = [g for g in r1 if r1[g] and r2[g]]
     rho = spearmanr([r1[g].adherence for g in both], [r2[g].adherence for g in both]).statistic
     assert rho > 0.5
@@ -91,18 +91,9 @@ def test_rater2_is_harsher_and_skips_and_flags_happen():
     assert "artifacts" in all_flags and "garbled_text" in all_flags
 
 
-def test_without_clip_the_canary_is_rated_lower():
+def test_with_the_truth_unknown_the_canary_is_rated_lower():
     feats = [ItemFeatures(i, None, False, canary=i % 2 == 0) for i in range(1, 401)]
     rs = rate_all(RATER1, feats)
     canary = [r.adherence for g, r in rs.items() if r and g % 2 == 0]
     stable = [r.adherence for g, r in rs.items() if r and g % 2 == 1]
     assert sum(canary) / len(canary) < sum(stable) / len(stable)
-
-
-def test_percentiles_rank_against_what_was_seen():
-    p = Percentiles()
-    assert p.add(30.0) == 0.5  # alone: the middle
-    assert p.add(10.0) == 0.0
-    assert p.add(20.0) == 0.5
-    assert p.add(40.0) == 1.0
-    assert p.add(20.0) == 0.375  # ties share their mid-rank: (1 + 2) / 2 / 4

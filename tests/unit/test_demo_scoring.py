@@ -9,7 +9,7 @@ import huggingface_hub.constants as hf
 import pytest
 
 from diffwatch.demo import scoring
-from scoring.clip_config import DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipWeightsError
+from diffwatch.scoring.clip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipWeightsError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -49,7 +49,7 @@ def test_either_weights_file_in_the_cache_is_found(hf_cache, filename):
 
 
 def test_without_cached_weights_clip_is_skipped_with_the_download_and_the_option(hf_cache):
-    loaded = scoring.load_scorers(scoring.ScoreOptions())
+    loaded = scoring.load_scorers(scoring.ScoreOptions(demo_clip=False))
     assert [s.key.scorer for s in loaded.scorers] == ["nsfw"]
     assert loaded.clip_skipped is not None
     assert "not in the Hugging Face cache" in loaded.clip_skipped
@@ -63,7 +63,7 @@ def test_cached_weights_load_with_the_hub_forced_offline_and_it_is_restored(hf_c
     monkeypatch.setattr(hf, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     seen = []
-    real_build = __import__("scoring.scorers", fromlist=["build_scorers"]).build_scorers
+    real_build = __import__("diffwatch.scoring.scorers", fromlist=["build_scorers"]).build_scorers
 
     def build(opts):
         if opts.names != ("clip",):
@@ -71,8 +71,8 @@ def test_cached_weights_load_with_the_hub_forced_offline_and_it_is_restored(hf_c
         seen.append((hf.HF_HUB_OFFLINE, os.environ.get("HF_HUB_OFFLINE"), opts.device))
         raise ClipWeightsError(opts.clip_model, "tag", "not a readable weights file. More", "fix")
 
-    monkeypatch.setattr("scoring.scorers.build_scorers", build)
-    loaded = scoring.load_scorers(scoring.ScoreOptions())
+    monkeypatch.setattr("diffwatch.scoring.scorers.build_scorers", build)
+    loaded = scoring.load_scorers(scoring.ScoreOptions(demo_clip=False))
     assert seen == [(True, "1", "cpu")]  # tried once, cache only, on the CPU
     assert hf.HF_HUB_OFFLINE is False and "HF_HUB_OFFLINE" not in os.environ
     assert [s.key.scorer for s in loaded.scorers] == ["nsfw"]

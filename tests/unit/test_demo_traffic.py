@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from collectors.logs.parse import ROW_COLUMNS, Rejected, parse_line
+from diffwatch.collectors.logs.parse import Rejected, parse_line
 from diffwatch.demo import fleet as fleet_mod
 from diffwatch.demo.fleet import build_fleet, initial_state, reading
 from diffwatch.demo.records import log_line, log_record
@@ -20,6 +20,7 @@ from diffwatch.demo.traffic import (
     simulate_minute,
     traffic_multiplier,
 )
+from diffwatch.model.log_record import ROW_COLUMNS
 
 SEED = 3
 # 2026-11-02 00:00 UTC in minutes since the epoch: a whole day of traffic follows.
@@ -203,3 +204,29 @@ def test_utilisation_is_consistent_with_the_traffic():
     peak = busy_by_hour[15] / (gpu_minutes * 60_000)
     night = busy_by_hour[3] / (gpu_minutes * 60_000)
     assert 0.25 < peak < 0.8 and night < peak / 2
+
+
+def test_a_trend_climbs_to_its_share_and_changes_nothing_but_the_scenes():
+    from diffwatch.demo.traffic import Trend
+
+    end = DAY0 + 1440
+    trend = Trend(peak=end, ramp_min=360, share=0.5)
+    assert trend.share_at(end - 400) == 0.0 and trend.share_at(end - 180) == 0.25
+    assert trend.share_at(end) == trend.share_at(end + 10) == 0.5
+
+    def share(minutes, with_trend):
+        reqs = [
+            r
+            for m in minutes
+            for r in simulate_minute(SEED, m, 20, FLEET, trend if with_trend else None).requests
+        ]
+        return sum(any(w in r.prompt.split() for w in ("night",)) for r in reqs) / len(reqs)
+
+    assert share(range(end - 60, end), True) > 0.4
+    assert share(range(end - 900, end - 600), True) == share(range(end - 60, end), False) == 0.0
+    # Request ids and which images come out garbled are the same with or without the trend.
+    a = simulate_minute(SEED, end - 30, 20, FLEET, trend).requests
+    b = simulate_minute(SEED, end - 30, 20, FLEET).requests
+    assert [r.request_id for r in a] == [r.request_id for r in b]
+    assert [r.drawn == r.scene for r in a] == [r.drawn == r.scene for r in b]
+    assert any(r.scene != s.scene for r, s in zip(a, b, strict=True))

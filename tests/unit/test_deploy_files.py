@@ -55,3 +55,19 @@ def test_every_compose_command_is_a_diffwatch_command() -> None:
         assert res.exit_code == 0, f"{name}: diffwatch {' '.join(words)}: {res.output[-300:]}"
         checked.append(name)
     assert {"migrate", "collector-logs", "app", "worker", "scoring-worker"} <= set(checked)
+
+
+def test_the_compose_dashboard_listens_on_every_interface_of_its_container() -> None:
+    """`diffwatch app` binds 127.0.0.1 unless told otherwise: in a container that would leave
+    the published port unanswered. It also needs the public URL for its allowed hosts."""
+    import yaml
+
+    from diffwatch.app_defaults import allowed_hosts
+
+    app = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["app"]
+    cmd = app["command"]
+    assert cmd[cmd.index("--address") + 1] == "0.0.0.0"
+    env = app["environment"]
+    assert "DIFFWATCH_DASHBOARD_URL" in env and "DIFFWATCH_DATABASE_URL" in env
+    hosts = allowed_hosts("https://diffwatch.example.com", "0.0.0.0", ())
+    assert "diffwatch.example.com" in hosts and "127.0.0.1" in hosts  # healthcheck's address

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.diffusion_config import DiffusionConfig, DiffusionWeightsError
-from scoring.diffusion_load import load_pipeline
-from scoring.regenerate import Regenerator, RegenRequest
-from scoring.tiny_pipeline import save_tiny_pipeline
+from diffwatch.demo.tiny_pipeline import save_tiny_pipeline
+from diffwatch.drift.diffusion_config import DiffusionConfig, DiffusionWeightsError
+from diffwatch.drift.diffusion_load import load_pipeline
+from diffwatch.drift.regenerate import Regenerator, RegenRequest
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

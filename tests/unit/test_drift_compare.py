@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scoring.clip import ClipScorer, load_clip
-from scoring.drift_compare import calibrate, compare
+from diffwatch.drift.compare import calibrate, compare
+from diffwatch.scoring.clip.scorer import ClipScorer, load_clip
 from tests.tinymodels import photo_like, save_tiny_clip, tiny_clip_settings
 
 

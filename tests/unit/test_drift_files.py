@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from scoring.drift_regen import save_png
+from diffwatch.drift.regen import save_png
 
 
 def test_keys_that_sanitise_alike_get_their_own_files(tmp_path):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from analytics.drift_moved import cluster_shifts, default_k, term_shifts, tokens
+from diffwatch.analytics.drift_moved import cluster_shifts, default_k, term_shifts, tokens
 
 DIM = 32
 TOPICS = ("cat", "mountain", "portrait", "city")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scoring.drift_windows import parse_duration, parse_window, windows
+from diffwatch.drift.windows import parse_duration, parse_window, windows
 
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scoring.golden import GoldenSetError, load_golden_set
+from diffwatch.drift.golden_set import GoldenSetError, load_golden_set
 
 GOOD = """
 name = "smoke"

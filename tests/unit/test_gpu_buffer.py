@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collectors.gpu.buffer import ReadingBuffer
-from collectors.gpu.model import GpuReading
+from diffwatch.collectors.gpu.buffer import ReadingBuffer
+from diffwatch.model.gpu import GpuReading
 
 
 def reading(i: int) -> GpuReading:
@@ -17,7 +17,7 @@ def reading(i: int) -> GpuReading:
 
 def test_keeps_the_newest_and_warns_once_per_outage(caplog):
     buf = ReadingBuffer(max_rows=5)
-    with caplog.at_level(logging.WARNING, logger="collectors.gpu.buffer"):
+    with caplog.at_level(logging.WARNING, logger="diffwatch.collectors.gpu.buffer"):
         assert buf.extend(reading(i) for i in range(4)) == 0
         assert buf.extend(reading(i) for i in range(4, 8)) == 3
         assert buf.extend([reading(8)]) == 1
@@ -29,7 +29,7 @@ def test_keeps_the_newest_and_warns_once_per_outage(caplog):
     buf.pop_head(2)
     assert [r.gpu_index for r in buf.head(2)] == [6, 7] and len(buf) == 3
     buf.pop_head(3)  # drained: the next overflow is a new outage and is reported again
-    with caplog.at_level(logging.WARNING, logger="collectors.gpu.buffer"):
+    with caplog.at_level(logging.WARNING, logger="diffwatch.collectors.gpu.buffer"):
         buf.extend(reading(i) for i in range(7))
     assert len([r for r in caplog.records if "buffer is full" in r.getMessage()]) == 2
     assert buf.dropped == 6

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collectors.gpu.dcgm import MalformedMetrics, parse_dcgm
-from collectors.gpu.model import SampleFailed
+from diffwatch.collectors.gpu.dcgm import MalformedMetrics, parse_dcgm
+from diffwatch.model.gpu import SampleFailed
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dcgm"
 TS = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from collectors.gpu.model import SampleFailed
-from collectors.gpu.nvml import NvmlSource, NvmlUnavailable, read_devices
+from diffwatch.collectors.gpu.nvml import NvmlSource, NvmlUnavailable, read_devices
+from diffwatch.model.gpu import SampleFailed
 
 TS = datetime(2026, 11, 21, tzinfo=UTC)
 GIB = 1024**3

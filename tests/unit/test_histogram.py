@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from db import histogram as h
+from diffwatch.model import histogram as h
 
 
 def exact(values: list[float], q: float) -> float:

@@ -1,4 +1,4 @@
-"""scoring.images: good images load as RGB; every bad one becomes a clear ImageFailure.
+"""scoring.images.load: good images load as RGB; every bad one becomes a clear ImageFailure.
 
 All images are generated here with Pillow (or struct/zlib for crafted headers) into tmp_path.
 Remote storage is a real fsspec filesystem registered under the 'flaky' protocol.
@@ -7,6 +7,7 @@ Remote storage is a real fsspec filesystem registered under the 'flaky' protocol
 from __future__ import annotations
 
 import io
+import os
 import struct
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import pytest
 from fsspec.spec import AbstractFileSystem
 from PIL import Image
 
-from scoring.images import ImageFailure, LoadedImage, load_image, load_images
+from diffwatch.scoring.images.load import ImageFailure, LoadedImage, load_image, load_images
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,9 +120,16 @@ class FlakyFileSystem(AbstractFileSystem):
                 raise make_error()
         return open(path, mode)  # fsspec closes it
 
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        return {"name": path, "size": os.path.getsize(path), "type": "file"}
+
 
 @pytest.fixture
-def flaky() -> Iterator[type[FlakyFileSystem]]:
+def flaky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FlakyFileSystem]]:
+    # A remote protocol is read only under a root that names it.
+    roots = os.environ["DIFFWATCH_IMAGE_ROOTS"]
+    monkeypatch.setenv("DIFFWATCH_IMAGE_ROOTS", f"{roots},flaky://{tmp_path}")
     fsspec.register_implementation("flaky", FlakyFileSystem, clobber=True)
     FlakyFileSystem.plans.clear()
     FlakyFileSystem.opens.clear()
@@ -189,15 +197,17 @@ def test_zero_byte_file_is_empty(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        (b"just some text\n", "text starting 'just some text'"),
+        (b"just some text\n", "text (15 bytes, content not shown)"),
         (b"<html><body>403 Forbidden</body></html>", "error page"),
-        (b"\x13\x37" * 40, "binary data starting 13 37"),
+        (b"\x13\x37" * 40, "binary data of no known format (80 bytes, content not shown)"),
     ],
 )
 def test_non_images_are_not_an_image(tmp_path: Path, content: bytes, words: str) -> None:
     path = write(tmp_path, "fake.png", content)
     fail = failed(load_image(path), "not_an_image")
     assert words in fail.reason and path in fail.reason
+    assert "some text" not in fail.reason and "Forbidden" not in fail.reason
+    assert "13 37" not in fail.reason
     assert "PNG, JPEG, WEBP" in fail.reason
 
 
@@ -252,7 +262,7 @@ def test_valid_bomb_does_not_allocate_the_image(tmp_path: Path) -> None:
     assert Path(path).stat().st_size < 1_000_000
     probe = (
         "import resource\n"
-        "from scoring.images import load_image\n"
+        "from diffwatch.scoring.images.load import load_image\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         f"r = load_image({path!r})\n"
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
@@ -453,11 +463,17 @@ def test_permanent_storage_errors_are_not_retried(
     assert flaky.opens[good_png] == 1
 
 
-def test_bad_uris(tmp_path: Path) -> None:
+def test_bad_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (
+        "DIFFWATCH_IMAGE_ROOTS"
+        in failed(load_image("nosuchproto://bucket/a.png"), "outside_roots").reason
+    )
+    monkeypatch.setenv("DIFFWATCH_IMAGE_ROOTS", "nosuchproto://bucket")
     assert "fsspec" in failed(load_image("nosuchproto://bucket/a.png"), "bad_uri").reason
     assert failed(load_image(""), "bad_uri").uri == ""
     assert failed(load_image(None), "bad_uri").attempts == 1
-    fail = failed(load_image(str(tmp_path)), "io_error")
+    monkeypatch.setenv("DIFFWATCH_IMAGE_ROOTS", str(tmp_path))
+    fail = failed(load_image(str(tmp_path)), "not_a_file")
     assert not fail.transient and "image file itself" in fail.reason
 
 

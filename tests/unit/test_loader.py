@@ -1,4 +1,4 @@
-"""scoring.loader, scoring.device_decode and the tensor inputs of the scorers, on CPU.
+"""diffwatch.scoring.loader, .device_decode and the tensor inputs of the scorers, on CPU.
 
 The GPU path (nvJPEG on CUDA) is the same code with ``device='cuda'``; on CPU torchvision
 decodes with libjpeg-turbo, which is what Pillow uses, so pixels must match exactly here.
@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoring.clip_text import PromptTokenizer, tokenize
-from scoring.device_decode import decode_jpegs, orient
-from scoring.image_result import EncodedJpeg
-from scoring.images import ImageFailure, LoadedImage, load_image
-from scoring.loader import ImageLoader, LoaderOptions
+from diffwatch.scoring.clip.text import PromptTokenizer, tokenize
+from diffwatch.scoring.images.device_decode import decode_jpegs, orient
+from diffwatch.scoring.images.load import ImageFailure, LoadedImage, load_image
+from diffwatch.scoring.images.result import EncodedJpeg
+from diffwatch.scoring.loader import ImageLoader, LoaderOptions
 
 LIMITS = {"max_pixels": 8192 * 8192, "max_side": 8192}
 
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from scoring.clip import load_clip
+    from diffwatch.scoring.clip.scorer import load_clip
     from tests.tinymodels import save_tiny_clip, tiny_clip_settings
 
     return load_clip(tiny_clip_settings(save_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))))
@@ -208,7 +208,7 @@ def test_loader_rejects_mismatched_prompts_and_bad_options() -> None:
 def test_clip_scores_tensor_images_and_loader_tokens_like_arrays(tiny_clip: Any) -> None:
     import torch
 
-    from scoring.clip import ClipScorer
+    from diffwatch.scoring.clip.scorer import ClipScorer
 
     images = [photo(64 + 16 * (i % 2), 64, seed=i) for i in range(6)]
     prompts = ["a cat", "a dog", "a cat", "a boat on water", "a dog", "a cat"]
@@ -227,9 +227,9 @@ def test_nsfw_letterbox_of_tensors_is_within_one_level_of_opencv_and_detects_ali
 ) -> None:
     import torch
 
-    from scoring.nsfw import load_nsfw_detector
-    from scoring.nsfw_device import letterbox_on_device
-    from scoring.nsfw_ops import letterbox_uint8
+    from diffwatch.scoring.nsfw.detector import load_nsfw_detector
+    from diffwatch.scoring.nsfw.device import letterbox_on_device
+    from diffwatch.scoring.nsfw.ops import letterbox_uint8
 
     images = [*nsfw_photos, photo(200, 120), photo(120, 200), photo(320, 320)]
     tensors = [torch.from_numpy(a) for a in images]

@@ -19,7 +19,7 @@ import random
 import numpy as np
 import pytest
 
-from scoring.nsfw import DetectionThresholds, NsfwDetector
+from diffwatch.scoring.nsfw.detector import DetectionThresholds, NsfwDetector
 from tests.fixtures.nsfw.compare import FixtureImage, assert_same_detections, fixture_images
 
 nudenet = pytest.importorskip("nudenet")

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from scoring.nsfw_ops import (
+from diffwatch.scoring.nsfw.ops import (
     NUDENET_LABELS,
     DetectionThresholds,
     check_images,

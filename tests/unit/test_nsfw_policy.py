@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scoring.nsfw import (
+from diffwatch.scoring.nsfw.detector import (
     DEFAULT_FLAG_LABELS,
     DEFAULT_FLAG_THRESHOLD,
     NUDENET_LABELS,

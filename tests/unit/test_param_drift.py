@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from analytics.param_drift import _merged_table, parameter_drift
+from diffwatch.analytics.param_drift import _merged_table, parameter_drift
 
 
 def _rows(

@@ -6,7 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collectors.logs.parse import ROW_COLUMNS, Rejected, parse_line, printable_raw
+from diffwatch.collectors.logs.parse import (
+    MAX_DEPTH,
+    Rejected,
+    parse_line,
+    printable_raw,
+)
+from diffwatch.model.log_record import ROW_COLUMNS
 from tests.corpus.log_lines import BAD_LINES, NOW, good_record, line
 
 
@@ -55,6 +61,31 @@ def test_a_timestamp_four_minutes_ahead_is_clock_skew_not_an_error() -> None:
     assert row_dict(line(good_record(0, timestamp=ahead)))["ts"].minute == 4
 
 
+@pytest.mark.parametrize("key", ['a"b', "a\\b", "a\nb", "\x1f", '"', "\\u0041"])
+def test_unknown_keys_with_quotes_backslashes_or_controls_are_kept(key: str) -> None:
+    # Such a key once crashed the collector (the fast path could not learn its shape).
+    raw = line(good_record(1, **{key: 1, "client": "web"}))
+    for _ in range(3):  # the first parse teaches the fast path; the next ones use it
+        assert row_dict(raw)["extra"] == {key: 1, "client": "web"}
+
+
+def test_extra_nested_deeper_than_the_limit_is_rejected_even_once_its_shape_is_known() -> None:
+    from diffwatch.collectors.logs.parse import _fast
+
+    def nested(depth: int) -> bytes:
+        return line(good_record(1))[:-1] + b', "t": ' + b"[" * depth + b"]" * depth + b"}"
+
+    # 200 levels parse (msgspec stops near 1000), but writing them must not be left to the
+    # encoder's and PostgreSQL's stacks: the parser refuses them with a reason.
+    assert row_dict(nested(3))["extra"] == {"t": [[[]]]}
+    assert ("t",) in {names for _, names in _fast.items}  # a typed decoder for {"t"} now
+    for _ in range(2):
+        assert row_dict(nested(MAX_DEPTH - 1))["extra"]["t"]
+        too_deep = parse_line(nested(200), NOW)
+        assert isinstance(too_deep, Rejected), too_deep
+        assert f"more than {MAX_DEPTH} levels deep" in too_deep.reason
+
+
 def test_unicode_prompts_and_64_bit_seeds_are_kept() -> None:
     row = row_dict(line(good_record(0, prompt="一只红色的猫 🐱 «quoted»", seed=2**63 - 1)))
     assert row["prompt"] == "一只红色的猫 🐱 «quoted»" and row["seed"] == 2**63 - 1
@@ -83,7 +114,7 @@ def test_printable_raw_escapes_bad_bytes_and_truncates() -> None:
 
 
 def test_the_fast_path_agrees_with_the_full_parser_on_every_corpus_line() -> None:
-    from collectors.logs.parse import _parse_full
+    from diffwatch.collectors.logs.parse import _parse_full
 
     lines = [raw for _, raw, _ in BAD_LINES]
     lines += [
@@ -104,7 +135,7 @@ def test_the_fast_path_agrees_with_the_full_parser_on_every_corpus_line() -> Non
 
 
 def test_learned_shapes_with_unknown_keys_parse_like_the_full_parser() -> None:
-    from collectors.logs.parse import _fast, _parse_full
+    from diffwatch.collectors.logs.parse import _fast, _parse_full
 
     shapes = [
         {"client": "web"},

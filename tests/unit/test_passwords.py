@@ -71,3 +71,16 @@ def test_check_policy_raises_with_the_user_and_every_reason() -> None:
     with pytest.raises(WeakPassword, match="password for user 'bob' refused: it has 3") as e:
         check_policy("bob", "bob")
     assert "it is the username" in str(e.value)
+
+
+@pytest.mark.parametrize("common", ["aaaaaaaaaa", "password123", "Password123", "qwertyuiop"])
+def test_common_and_easily_guessed_passwords_are_refused(common) -> None:
+    problems = policy_problems(common, "alice")
+    assert len(problems) == 1 and "choose another" in problems[0], problems
+    with pytest.raises(WeakPassword, match="refused: it is"):
+        check_policy(common, "alice")
+
+
+def test_the_common_password_message_names_the_list() -> None:
+    (problem,) = policy_problems("password123")
+    assert "most common passwords" in problem and "unrelated words" in problem

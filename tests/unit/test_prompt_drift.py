@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from analytics.prompt_drift import MIN_ROWS, mmd_test
+from diffwatch.analytics.prompt_drift import MIN_ROWS, mmd_test
 
 DIM = 48
 CLUSTERS = 6

@@ -8,8 +8,8 @@ import functools
 
 import numpy as np
 
-from analytics.prompt_drift import mmd_test
-from scoring.clip import ClipScorer, load_clip
+from diffwatch.analytics.prompt_drift import mmd_test
+from diffwatch.scoring.clip.scorer import ClipScorer, load_clip
 from tests.tinymodels import save_tiny_clip, tiny_clip_settings
 
 SUBJECTS = ("fox", "owl", "cat", "horse", "deer", "rabbit", "bear", "otter", "heron", "wolf")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from analytics.ratings import (
+from diffwatch.analytics.ratings import (
     clip_vs_adherence,
     nsfw_vs_human,
     rater_stats,
@@ -232,7 +232,7 @@ def test_ratings_over_time_by_day_and_week():
 
 
 def test_human_summary_per_image_means_and_intervals():
-    from analytics.human_ratings import human_summary
+    from diffwatch.analytics.human_ratings import human_summary
 
     rows = [
         ("v1", 1, 2, 3.0, 2.0, True),
@@ -254,7 +254,7 @@ def test_human_summary_per_image_means_and_intervals():
 def test_human_diff_welch_interval():
     from scipy import stats
 
-    from analytics.human_ratings import human_diff
+    from diffwatch.analytics.human_ratings import human_diff
 
     a, b = [3.0, 4.0, 5.0], [2.0, 2.0, 3.0, 3.0]
     est, low, high = human_diff(a, b)
@@ -265,7 +265,7 @@ def test_human_diff_welch_interval():
 
 
 def test_alpha_bootstrap_brackets_alpha_and_is_repeatable():
-    from analytics.agreement import alpha_bootstrap, krippendorff_alpha
+    from diffwatch.analytics.agreement import alpha_bootstrap, krippendorff_alpha
 
     triples = [(i, r, 1 + (i + (r == "c" and i % 3 == 0)) % 5) for i in range(30) for r in "abc"]
     alpha = krippendorff_alpha(triples).alpha

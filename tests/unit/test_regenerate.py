@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scoring.diffusion_config import DiffusionConfig, DiffusionWeightsError
-from scoring.diffusion_load import LoadedPipeline, load_pipeline
-from scoring.regenerate import DEFAULT_CFG, DEFAULT_STEPS, Regenerator, RegenRequest
-from scoring.tiny_pipeline import save_tiny_pipeline
+from diffwatch.demo.tiny_pipeline import save_tiny_pipeline
+from diffwatch.drift.diffusion_config import DiffusionConfig, DiffusionWeightsError
+from diffwatch.drift.diffusion_load import LoadedPipeline, load_pipeline
+from diffwatch.drift.regenerate import DEFAULT_CFG, DEFAULT_STEPS, Regenerator, RegenRequest
 
 # diffusers' schedulers trip numpy 2's copy-keyword deprecation on every set_timesteps.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

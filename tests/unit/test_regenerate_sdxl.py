@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scoring.diffusion_config import DiffusionConfig
-from scoring.diffusion_load import LoadedPipeline, load_pipeline
-from scoring.regenerate import Regenerator, RegenRequest
-from scoring.tiny_pipeline import save_tiny_sdxl_pipeline
+from diffwatch.demo.tiny_pipeline import save_tiny_sdxl_pipeline
+from diffwatch.drift.diffusion_config import DiffusionConfig
+from diffwatch.drift.diffusion_load import LoadedPipeline, load_pipeline
+from diffwatch.drift.regenerate import Regenerator, RegenRequest
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -40,7 +40,10 @@ def test_sdxl_regenerates_with_logged_sampler_seed_and_negative_prompt(
     out = {o.key: o for o in Regenerator(sdxl).run(requests)}
     a, b, c = (np.asarray(out[k].image) for k in "abc")
     assert a.shape == (64, 64, 3)
-    assert np.array_equal(a, b)  # same seed, same image
+    # Same seed, same image: a and b share a batch, where the CPU kernels may split rows
+    # differently between threads (one CI run saw them differ in a few pixels by one level),
+    # so within 2 levels; another seed differs by more than 5 levels on average.
+    assert np.abs(a.astype(int) - b).max() <= 2, np.abs(a.astype(int) - b).max()
     assert np.abs(a.astype(int) - c).mean() > 5  # another seed, another image
     assert out["a"].used["scheduler"] == "DPMSolverMultistepScheduler"
     assert out["d"].error_kind == "unknown_sampler" and "Foo Sampler 9000" in out["d"].error

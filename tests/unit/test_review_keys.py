@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.review_keys import FLAG_KEYS, Choice, legend
-from db.models_review import FLAGS
+from diffwatch.app.review_keys import FLAG_KEYS, Choice, legend
+from diffwatch.db.models_review import FLAGS
 
 
 def test_first_digit_sets_quality_second_sets_adherence() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scoring.review_policy import PolicyError, ReviewPolicy, k_draw
+from diffwatch.model.review_policy import PolicyError, ReviewPolicy, k_draw
 
 
 def test_defaults() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scoring.samplers import UnknownSampler, build_scheduler, known_samplers, resolve
+from diffwatch.drift.samplers import UnknownSampler, build_scheduler, known_samplers, resolve
 
 # diffusers' schedulers trip numpy 2's copy-keyword deprecation on every set_timesteps.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

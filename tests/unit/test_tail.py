@@ -6,7 +6,7 @@ import os
 import tracemalloc
 from pathlib import Path
 
-from collectors.logs.tail import MAX_LINE_BYTES, fingerprint, iter_lines
+from diffwatch.collectors.logs.tail import MAX_LINE_BYTES, fingerprint, iter_lines
 
 
 def lines_of(path: Path, start: int = 0) -> list:
@@ -70,7 +70,7 @@ def test_fingerprint_follows_content_not_name(tmp_path: Path) -> None:
 
 
 def test_lines_across_chunk_boundaries_and_oversize_lines_in_one_chunk(tmp_path: Path) -> None:
-    from collectors.logs.tail import CHUNK_BYTES
+    from diffwatch.collectors.logs.tail import CHUNK_BYTES
 
     p = tmp_path / "mixed.jsonl"
     lines = [b"a" * n for n in (10, CHUNK_BYTES - 3, 5, MAX_LINE_BYTES + 1, 7, CHUNK_BYTES * 3)]

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from analytics.intervals import (
+from diffwatch.analytics.intervals import (
     newcombe_diff,
     quantile_diff,
     quantile_interval,
@@ -18,9 +18,9 @@ from analytics.intervals import (
     welch_diff,
     wilson,
 )
-from analytics.metrics import CLIP, P95, BucketSums, Proportion, VersionStats
-from analytics.versions import compare_metric, verdict
-from db.histogram import LN_GAMMA, MAX_BIN, bin_of, value_of
+from diffwatch.analytics.versions import compare_metric, verdict
+from diffwatch.model.histogram import LN_GAMMA, MAX_BIN, bin_of, value_of
+from diffwatch.model.version_metrics import CLIP, P95, BucketSums, Proportion, VersionStats
 
 SIMS = 400
 

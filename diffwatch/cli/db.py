@@ -1,0 +1,84 @@
+"""``diffwatch db``: create, migrate and inspect the database schema."""
+
+# No ``from __future__ import annotations``: typer reads the annotations of the commands.
+from typing import Annotated
+
+import typer
+
+from diffwatch.cli.common import fail, runtime
+from diffwatch.cli.options import DbUrl
+
+app = typer.Typer(help="Create and migrate the database schema.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    database_url: DbUrl = None,
+) -> None:
+    """Apply migrations (default: up to the newest)."""
+    from diffwatch.db import migrate
+
+    rt = runtime(database_url, migrate=False)
+    migrate.upgrade(rt.url, revision)
+    typer.echo(f"database at revision {migrate.current_revision(rt.url)}")
+
+
+@app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, or 'base' for empty.")],
+    database_url: DbUrl = None,
+) -> None:
+    """Revert migrations down to REVISION (data in dropped tables is lost)."""
+    from diffwatch.db import migrate
+
+    rt = runtime(database_url, migrate=False)
+    migrate.downgrade(rt.url, revision)
+    typer.echo(f"database at revision {migrate.current_revision(rt.url) or 'base'}")
+
+
+@app.command("current")
+def db_current(database_url: DbUrl = None) -> None:
+    """Show the schema revision of the database and of this code."""
+    from diffwatch.db import migrate
+
+    rt = runtime(database_url, migrate=False)
+    typer.echo(f"database: {migrate.current_revision(rt.url) or 'none'}")
+    typer.echo(f"code:     {migrate.head_revision()}")
+
+
+@app.command("prompt-index")
+def db_prompt_index(
+    drop: Annotated[bool, typer.Option("--drop", help="Drop the index instead.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Only say where it stands.")] = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Build (or drop) the trigram index that makes the explorer's prompt search fast.
+
+    Opt-in, because it slows every insert into generations about 6.6x (docs/dashboard.md);
+    built CONCURRENTLY, so ingest goes on meanwhile. Needs PostgreSQL's pg_trgm extension.
+    """
+    import psycopg
+
+    from diffwatch.db.queries import prompt_index
+
+    rt = runtime(database_url)
+    with psycopg.connect(rt.conninfo, autocommit=True) as conn:
+        try:
+            if drop:
+                prompt_index.drop(conn)
+            elif not status:
+                prompt_index.create(conn)
+        except prompt_index.PromptIndexUnavailable as exc:
+            raise fail(str(exc)) from None
+        st = prompt_index.state(conn)
+    size = f", {st.size_bytes / 2**20:,.1f} MiB" if st.size_bytes is not None else ""
+    typer.echo(
+        f"prompt index {prompt_index.INDEX}: {'present' if st.present else 'absent'}{size}"
+        f" (pg_trgm {'available' if st.available else 'not available'} on this server)"
+    )
+
+
+def register(root: typer.Typer, name: str) -> None:
+    """Add this group to ``root`` as ``name`` (called by ``diffwatch.cli`` when it is run)."""
+    root.add_typer(app, name=name)

@@ -1,0 +1,1 @@
+"""The review queue stage: filling the human review queue by policy."""

@@ -1,0 +1,1 @@
+"""CLIP prompt-image alignment: config, weights loading, preprocessing, text and the scorer."""

@@ -1,0 +1,1 @@
+"""Reading generation images: roots and confinement, sniffing, decoding, colour, nvJPEG, results."""

@@ -1,0 +1,1 @@
+"""NSFW flags from NudeNet 320n: the ONNX reader, ops, the torch runner and the detector."""
