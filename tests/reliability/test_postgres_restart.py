@@ -65,6 +65,7 @@ def test_follow_survives_a_postgres_restart_and_a_crash_without_loss(tmp_path, c
         deadline = time.monotonic() + 60
         while count(cluster.url) < total and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert count(cluster.url) == total, "every line must be stored after the outages"
         assert proc.poll() is None, "the collector must keep running through the outages"
     finally:
         proc.send_signal(signal.SIGTERM)

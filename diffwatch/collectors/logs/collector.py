@@ -88,6 +88,10 @@ class LogCollector:
         self._conn: psycopg.Connection | None = None
         self._warned: set[str] = set()
         self._direct_after = 0  # batches to go before trying direct COPY again
+        # Batches committed asynchronously since the last sync point: (fingerprint, end
+        # offset, counts). If the database goes away before the sync point, the next pass
+        # counts those whose offset survived and leaves the rest to be read again.
+        self._unsynced: list[tuple[str, int, CollectSummary]] = []
 
     # -- connection ---------------------------------------------------------------
     def _connection(self) -> psycopg.Connection:
@@ -140,6 +144,7 @@ class LogCollector:
         conn = self._connection()
         cands = self.candidates()
         offsets = ingest.load_offsets(conn, [c.fingerprint for c in cands])
+        summary.add(self._settle(offsets))
         for cand in cands:
             start, line_no = offsets.get(cand.fingerprint, (0, 0))
             if cand.size < start:
@@ -156,8 +161,23 @@ class LogCollector:
             summary.add(self._read_file(conn, cand, start, line_no))
         if summary.bytes_read:
             ingest.sync_point(conn, self.name, "logs", self.host)
+        self._unsynced.clear()
         summary.elapsed_s = time.perf_counter() - t0
         return summary
+
+    def _settle(self, offsets: dict[str, tuple[int, int]]) -> CollectSummary:
+        """Counts of the batches a failed pass committed that are durable after all.
+
+        A pass that fails before its sync point has lost its totals, though some of its
+        batches were committed: those whose offset the database still holds are counted
+        now; the others were lost with a crash and are read (and counted) again.
+        """
+        settled = CollectSummary()
+        for fp, end, counts in self._unsynced:
+            if offsets.get(fp, (0, 0))[0] >= end:
+                settled.add(counts)
+        self._unsynced.clear()
+        return settled
 
     def _read_file(
         self, conn: psycopg.Connection, src: Source, start: int, line_no: int
@@ -191,11 +211,15 @@ class LogCollector:
                     break
                 # After a duplicate expect more (a replayed file): skip doomed direct COPYs.
                 self._direct_after = 20 if res.conflicted else self._direct_after - 1
-                s.ingested += res.inserted
-                s.duplicates += res.duplicates
-                s.rejected += res.rejected
-                s.blank += batch.blank
-                s.bytes_read += batch.nbytes
+                counts = CollectSummary(
+                    bytes_read=batch.nbytes,
+                    ingested=res.inserted,
+                    duplicates=res.duplicates,
+                    rejected=res.rejected,
+                    blank=batch.blank,
+                )
+                self._unsynced.append((src.fingerprint, batch.pos, counts))
+                s.add(counts)
                 if self.progress:
                     self.progress(batch.nbytes)
         finally:
