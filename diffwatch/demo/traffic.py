@@ -142,8 +142,11 @@ def traffic_multiplier(ts: datetime) -> float:
 
 
 @lru_cache(maxsize=64)
-def _spike(seed: int, hour: int) -> tuple[int, int]:
-    """Minutes [start, end) of this hour in which the queue backs up (empty most hours)."""
+def queue_spike(seed: int, hour: int) -> tuple[int, int]:
+    """Minutes [start, end) of ``hour`` (hours since the epoch) in which the queue backs up.
+
+    Empty (0, 0) in four hours of five; a spike lasts 3 to 8 minutes.
+    """
     rng = np.random.default_rng([seed, hour, 1])
     if rng.random() < 0.2:
         start = int(rng.integers(0, 55))
@@ -288,7 +291,7 @@ def simulate_minute(
     topic_rng = np.random.default_rng([seed, minute, 3])
     topic_share = trend.share_at(minute) if trend else 0.0
     mult = traffic_multiplier(start)
-    s0, s1 = _spike(seed, minute // 60)
+    s0, s1 = queue_spike(seed, minute // 60)
     spiking = s0 <= minute % 60 < s1
     n = int(rng.poisson(rate_per_min * mult))
     offsets_ms = np.sort(rng.integers(0, 60_000, size=n))
