@@ -120,15 +120,28 @@ def db_url(migrated_url: str) -> str:
 
 
 @pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    """A private PostgreSQL cluster that the test may stop, crash and restart."""
+def cluster():
+    """A private PostgreSQL cluster that the test may stop, crash and restart.
+
+    Its directory is a fresh one under the system's temporary directory, not under pytest's
+    ``/tmp/pytest-of-<user>``: the server runs as another user (as root: ``pgserver``), and
+    any pytest session that starts meanwhile resets that tree to mode 0700, which would lock
+    the running server out of its own data directory.
+    """
+    import shutil
+    import tempfile
+
     from tests.pgcluster import TempCluster
 
-    c = TempCluster(tmp_path_factory.mktemp("cluster"))
-    c.start()
-    c.wait_ready()
-    yield c
-    c.destroy()
+    root = Path(tempfile.mkdtemp(prefix="diffwatch-cluster-"))
+    try:
+        c = TempCluster(root)
+        c.start()
+        c.wait_ready()
+        yield c
+        c.destroy()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
