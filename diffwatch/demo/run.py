@@ -33,6 +33,7 @@ from diffwatch.demo.raters import (
     DEMO_RATERS,
     ItemFeatures,
     rater_rng,
+    rating_time,
     simulate_rating,
 )
 from diffwatch.demo.scoring import ScoreOptions, ScoringReport, load_scorers, score_demo
@@ -291,6 +292,7 @@ def run_demo_review(
         report = ReviewReport(queued, 0, {r.username: 0 for r in DEMO_RATERS}, 0, 0, 0, 0)
         truth = SceneTruth(seed, rate)
         seen: dict[int, ItemFeatures] = {}
+        generated_at: dict[int, datetime] = {}
         done: set[str] = set()  # raters with nothing left to claim
         turn = 0
         while open_now > keep and len(done) < len(DEMO_RATERS):
@@ -305,7 +307,7 @@ def run_demo_review(
                 continue
             gid = item.generation_id
             if gid not in seen:
-                seen[gid] = _features(conn, item, truth)
+                seen[gid], generated_at[gid] = _features(conn, item, truth, end)
                 report.truth += seen[gid].on_prompt is not None
             rating = simulate_rating(seen[gid], rater, rater_rng(seed, name, gid), seed)
             if rating is None:
@@ -320,6 +322,7 @@ def run_demo_review(
                 rating.adherence,
                 list(rating.flags),
                 rating.comment,
+                at=rating_time(seed, name, gid, generated_at[gid], end),
             )
             report.ratings += stored
             report.by_rater[name] += stored
@@ -331,16 +334,20 @@ def run_demo_review(
     return accounts, credentials, report
 
 
-def _features(conn: psycopg.Connection, item: Any, truth: SceneTruth) -> ItemFeatures:
-    """What a simulated rater sees of a claimed item: whether it shows its prompt's scene."""
+def _features(
+    conn: psycopg.Connection, item: Any, truth: SceneTruth, end: datetime
+) -> tuple[ItemFeatures, datetime]:
+    """What a simulated rater sees of a claimed item (whether it shows its prompt's scene),
+    and when the image was generated (``end`` if its generation is gone)."""
     detail = explorer_sql.generation_detail(conn, item.generation_id)
     g = detail.generation if detail else None
-    return ItemFeatures(
+    features = ItemFeatures(
         generation_id=item.generation_id,
         on_prompt=truth.on_prompt(g.request_id, g.ts) if g else None,
         nsfw_flagged=item.nsfw_flagged,
         canary=bool(g and g.deployment == "canary"),
     )
+    return features, g.ts if g else end
 
 
 def _clip_of(loaded: Any) -> tuple[Any, str] | None:

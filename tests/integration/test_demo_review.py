@@ -89,6 +89,15 @@ def test_demo_creates_accounts_and_seeds_ratings(tmp_path, db_url, conninfo, sql
     (rated_audit,) = sql("SELECT count(*) FROM audit_log WHERE action = 'rating.add'")[0]
     assert rated_audit == sum(by_rater.values())
     assert sql("SELECT count(*) FROM review_ratings WHERE comment IS NOT NULL")[0][0] > 0
+    # Each rating comes after its image and by the demo's end, spread over the window as a
+    # person's would be (they all carried the second the demo ran before).
+    (early, late, minutes) = sql(
+        "SELECT count(*) FILTER (WHERE r.rated_at < g.ts), count(*) FILTER (WHERE r.rated_at"
+        " >= %s), count(DISTINCT date_trunc('minute', r.rated_at)) FROM review_ratings r"
+        " JOIN review_items i ON i.id = r.item_id JOIN generations g ON g.id = i.generation_id",
+        (END,),
+    )[0]
+    assert early == 0 and late == 0 and minutes >= 30  # a one-hour demo: most of its minutes
     summary = next(ln for ln in stdout.splitlines() if ln.startswith("review:"))
     assert f"{sum(by_rater.values())} simulated ratings stored" in summary
     assert f"{open_items} items left open" in summary and "random" in summary

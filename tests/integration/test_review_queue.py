@@ -186,6 +186,23 @@ def test_k2_item_goes_to_a_second_rater_only_after_the_first_rated(conn, sql) ->
     assert sql("SELECT n_ratings, done_at IS NOT NULL FROM review_items") == [(2, True)]
 
 
+def test_a_rating_made_earlier_keeps_its_own_time(conn, sql) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    item_id = _one_item(conn, k=1)
+    a = _user(conn, "alice")
+    review.claim_next(conn, "alice", a, lease_s=60)
+    at = datetime.now(UTC) - timedelta(hours=5)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        review.rate(conn, item_id, "alice", a, 4, 4, at=at.replace(tzinfo=None))
+    with pytest.raises(ValueError, match="must not be in the future"):
+        review.rate(conn, item_id, "alice", a, 4, 4, at=datetime.now(UTC) + timedelta(hours=1))
+    assert sql("SELECT count(*) FROM review_ratings") == [(0,)]
+    assert review.rate(conn, item_id, "alice", a, 4, 4, at=at) is True
+    assert sql("SELECT rated_at FROM review_ratings") == [(at,)]
+    assert sql("SELECT done_at FROM review_items") == [(at,)]
+
+
 def test_double_submit_stores_one_rating_and_one_audit_row(conn, sql) -> None:
     item_id = _one_item(conn, k=2)
     a = _user(conn, "alice")

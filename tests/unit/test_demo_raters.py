@@ -97,3 +97,24 @@ def test_with_the_truth_unknown_the_canary_is_rated_lower():
     canary = [r.adherence for g, r in rs.items() if r and g % 2 == 0]
     stable = [r.adherence for g, r in rs.items() if r and g % 2 == 1]
     assert sum(canary) / len(canary) < sum(stable) / len(stable)
+
+
+def test_rating_times_follow_their_images_spread_over_the_day_and_stop_at_the_end():
+    from datetime import UTC, datetime, timedelta
+
+    from diffwatch.demo.raters import RATING_DELAY_MIN, rating_time
+
+    end = datetime(2026, 11, 2, 16, 0, tzinfo=UTC)
+    generated = [end - timedelta(minutes=7 * i) for i in range(1, 201)]  # the last 23 hours
+    times = [rating_time(3, "rater1", gid, ts, end) for gid, ts in enumerate(generated)]
+    waited = [t - ts >= RATING_DELAY_MIN for ts, t in zip(generated, times, strict=True)]
+    assert sum(waited) > 150  # all but those too close to the end to wait that long
+    assert all(ts <= t < end for ts, t in zip(generated, times, strict=True))
+    assert sum(t >= end - timedelta(minutes=1) for t in times) <= 2  # no pile at the end
+    assert len({t.replace(minute=0, second=0, microsecond=0) for t in times}) >= 20
+    assert times == [rating_time(3, "rater1", gid, ts, end) for gid, ts in enumerate(generated)]
+    other = [rating_time(3, "rater2", gid, ts, end) for gid, ts in enumerate(generated)]
+    assert other != times  # each rater keeps their own pace
+    # An image generated in the demo's last second is rated in that second.
+    last = end - timedelta(seconds=1)
+    assert last <= rating_time(3, "rater1", 1, last, end) < end

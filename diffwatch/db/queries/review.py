@@ -250,24 +250,34 @@ def rate(
     adherence: int,
     flags: list[str] | tuple[str, ...] = (),
     comment: str | None = None,
+    at: datetime | None = None,
 ) -> bool:
     """Store one rating; True if it is new, False if this rater had already rated the item.
+
+    ``at`` is when the rating was made (timezone-aware, not in the future); None, the
+    database clock, is what every real rater gets. The demo's simulated raters pass their
+    own times, so their ratings spread over the day as people's would.
 
     Raises UnknownItem, or RatingRefused when the item already has its K ratings or is
     leased to another rater (this rater's lease expired and someone else took the item).
     """
     rater = _rater(rater_username)
     flag_list, text = validate_rating(quality, adherence, flags, comment)
+    if at is not None and (at.tzinfo is None or at.utcoffset() is None):
+        raise ValueError(f"at must be timezone-aware (rated_at is UTC), got {at!r}")
     with conn.transaction():
         item = conn.execute(
             "SELECT generation_id, done_at IS NOT NULL, lease_username,"
-            " lease_expires_at > now(), n_ratings, required_ratings"
+            " lease_expires_at > coalesce(%s::timestamptz, now()), n_ratings, required_ratings,"
+            " %s::timestamptz > now()"
             " FROM review_items WHERE id = %s FOR UPDATE",
-            (item_id,),
+            (at, at, item_id),
         ).fetchone()
         if item is None:
             raise UnknownItem(f"review item {item_id} does not exist (its generation was deleted?)")
-        generation_id, done, holder, unexpired, n, k = item
+        generation_id, done, holder, unexpired, n, k, future = item
+        if future:
+            raise ValueError(f"at must not be in the future, got {at!r}")
         seen = conn.execute(
             "SELECT 1 FROM review_ratings WHERE item_id = %s AND rater_username = %s",
             (item_id, rater),
@@ -286,16 +296,17 @@ def rate(
             )
         conn.execute(
             "INSERT INTO review_ratings"
-            " (item_id, rater_id, rater_username, quality, adherence, flags, comment)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (item_id, rater_id, rater, quality, adherence, flag_list, text),
+            " (item_id, rater_id, rater_username, quality, adherence, flags, comment, rated_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, coalesce(%s::timestamptz, now()))",
+            (item_id, rater_id, rater, quality, adherence, flag_list, text, at),
         )
         conn.execute(
             "UPDATE review_items SET n_ratings = n_ratings + 1,"
-            " done_at = CASE WHEN n_ratings + 1 >= required_ratings THEN now() END,"
+            " done_at = CASE WHEN n_ratings + 1 >= required_ratings"
+            " THEN coalesce(%s::timestamptz, now()) END,"
             " leased_to = NULL, lease_username = NULL, lease_expires_at = NULL"
             " WHERE id = %s",
-            (item_id,),
+            (at, item_id),
         )
         audit(
             conn,
