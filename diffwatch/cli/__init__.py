@@ -1,8 +1,8 @@
 """The single ``diffwatch`` command: a thin shell over the stages.
 
 One module per command group (``db``, ``collect``, ``score``, ``drift``, ``rollups``, ``app``,
-``users``, ``review``, ``alerts``, ``worker``, ``demo``); each command parses typed options
-and calls its stage's API. Shared option definitions are in ``options``, the helpers every
+``users``, ``review``, ``alerts``, ``worker``, ``demo``, ``deploy``); each command parses typed
+options and calls its stage's API. Shared option definitions are in ``options``, the helpers every
 command uses (resolving the database, failing with a person's message) in ``common``.
 
 The groups load lazily (``lazy``): ``COMMANDS`` names each one's module and the help line
@@ -73,6 +73,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "diffwatch.cli.alerts",
         "Alert rules and emails: rules on quality, safety, cost, latency, errors, GPU idle, "
         "drift and human ratings, evaluated on a schedule and sent over SMTP (docs/alerts.md).",
+    ),
+    "deploy": LazyCommand(
+        "diffwatch.cli.deploy",
+        "Deploy markers: record that a model version went out, and see it on every "
+        "time-series chart of the dashboard (docs/deploy-markers.md).",
     ),
 }
 
