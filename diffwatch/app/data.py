@@ -203,3 +203,11 @@ def clip_versions(f: Filters) -> list[Any]:
     from diffwatch.db.queries.clip_versions import clip_versions as q
 
     return _run(lambda c: q(c, f))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def deploy_markers(f: Filters) -> list[Any]:
+    """Deploy markers in the filters' range (their deployments' and releases everywhere)."""
+    from diffwatch.db.queries import deploy_markers as q
+
+    return _run(lambda c: q.between(c, f.start, f.end, f.deployments))

@@ -219,3 +219,35 @@ def test_explorer_shows_the_human_ratings_of_a_generation(conninfo, monkeypatch)
     assert "Queued for review (random); 0 of 2 ratings so far." in [t.value for t in at.text]
     at = run_page("explorer", conninfo, monkeypatch, q=names[2])
     assert "Not in the review queue." in [t.value for t in at.text]
+
+
+def test_deploy_markers_are_drawn_on_every_time_series_chart_as_inert_text(
+    seeded, monkeypatch
+) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from diffwatch.db.queries import deploy_markers
+    from diffwatch.model.deploy_markers import make_marker
+
+    now = datetime.now(UTC)
+    at = now - timedelta(hours=1)
+    hostile = '<a href="https://evil.example">v9</a><b>%{x}</b>'
+    with psycopg.connect(seeded, autocommit=True) as conn:
+        deploy_markers.add(conn, make_marker(hostile, at=at, now=now, deployment="canary"))
+        old = now - timedelta(days=3)  # outside the 24 h range: not drawn
+        deploy_markers.add(conn, make_marker("v0", at=old, now=now))
+    for name, expected in [("overview", 1), ("latency", 3), ("gpu", 0), ("quality", 2)]:
+        at_ = run_page(name, seeded, monkeypatch, range="24h")
+        drawn = 0
+        for chart in at_.get("plotly_chart"):
+            layout = json.loads(chart.proto.spec)["layout"]
+            labels = [a["text"] for a in layout.get("annotations", []) if "hovertext" in a]
+            if not labels:
+                continue
+            drawn += 1
+            assert len(labels) == 1 and "v0" not in labels[0]
+            assert "<a" not in labels[0] and "<b>" not in labels[0] and "%{x}" not in labels[0]
+            assert "evil.example" in labels[0] and "canary" in labels[0]
+            assert any(s.get("line", {}).get("dash") == "dot" for s in layout["shapes"])
+        assert drawn >= expected, (name, drawn)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -13,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from diffwatch.app import data, sidebar
+from diffwatch.app import charts, data, sidebar
 from diffwatch.app.views import drift_prompt_tests as ptests
 from diffwatch.app.views.drift_output import (
     fmt_time,
@@ -25,6 +27,7 @@ from diffwatch.app.views.drift_output import (
 )
 from diffwatch.db.queries.drift_dashboard import OUTPUT_KINDS
 from diffwatch.model.dashboard_url import bad_id, url_id
+from diffwatch.model.deploy_markers import DeployMarker
 
 DEFAULT_RANGE = "30d"  # drift checks run daily: a month shows a trend
 TABS = ("Prompt drift", "Output drift (re-generation & golden set)")
@@ -49,7 +52,7 @@ def _cluster_id(v: Any) -> str:
     return "".join(ch for ch in str(v) if ch.isalnum())[:12] or "?"
 
 
-def prompt_chart(runs: pd.DataFrame) -> None:
+def prompt_chart(runs: pd.DataFrame, markers: Sequence[DeployMarker] = ()) -> None:
     """Effect size and p-value (log scale, with α) per finished run, drifted runs marked."""
     done = runs[runs["p_value"].notna() | runs["effect_size"].notna()]
     if done.empty:
@@ -150,6 +153,7 @@ def prompt_chart(runs: pd.DataFrame) -> None:
         fig.update_yaxes(range=[math.log10(lo) - 0.5, math.log10(hi) + 0.5], row=2, col=1)
     pad_lone_run(fig, done["started_at"])
     fig.update_layout(title="Prompt drift per run", height=560, margin={"t": 70, "b": 10})
+    charts.add_markers(fig, markers)
     st.plotly_chart(fig, width="stretch")
     st.caption(
         "The p-value that decides: the embedding and lexical tests combined (older runs: the "
@@ -357,13 +361,14 @@ def what_moved(run: Any) -> None:
     _parameters(summary)
 
 
-def prompt_section(runs: pd.DataFrame) -> None:
-    """Prompt-drift runs over time, the table, and one run's "what moved"."""
+def prompt_section(runs: pd.DataFrame, markers: Sequence[DeployMarker] = ()) -> None:
+    """Prompt-drift runs over time (with the deploy ``markers``), the table, and one run's
+    "what moved"."""
     run = runs_then_one(
         runs,
         "prompts",
         empty="No prompt-drift runs in this time range and filter: run `diffwatch drift prompts`.",
-        chart=prompt_chart,
+        chart=partial(prompt_chart, markers=markers),
         table=prompt_table,
         heading="What moved",
     )
@@ -410,7 +415,8 @@ def render() -> None:
     in_output = wanted in output_ids
     first = TABS[1] if in_output or prompts.empty else TABS[0]
     tab_prompts, tab_output = st.tabs(list(TABS), default=first)
+    marks = data.deploy_markers(f)
     with tab_prompts:
-        prompt_section(prompts)
+        prompt_section(prompts, marks)
     with tab_output:
-        output_section(outputs)
+        output_section(outputs, marks)

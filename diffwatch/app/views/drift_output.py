@@ -4,8 +4,9 @@ of its sections share: picking a run from the URL, and a run's status notes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -13,9 +14,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from diffwatch.app import data, images
+from diffwatch.app import charts, data, images
 from diffwatch.app.text import md
 from diffwatch.model.dashboard_url import bad_id, url_id
+from diffwatch.model.deploy_markers import DeployMarker
 
 DEMO_LABEL = (
     "Demo run: made with a tiny random-weight model (the pipeline, or the CLIP); its images "
@@ -127,7 +129,7 @@ def _pct(v: Any) -> float | None:
     return None if v is None or pd.isna(v) else 100 * float(v)
 
 
-def output_chart(runs: pd.DataFrame) -> None:
+def output_chart(runs: pd.DataFrame, markers: Sequence[DeployMarker] = ()) -> None:
     """Share flagged and mean image cosine per run over time, one line per kind."""
     done = runs[runs["n_compared"].fillna(0) > 0]
     if done.empty:
@@ -179,6 +181,7 @@ def output_chart(runs: pd.DataFrame) -> None:
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
     pad_lone_run(fig, done["started_at"])
     fig.update_layout(title="Output drift per run", height=520, margin={"t": 70, "b": 10})
+    charts.add_markers(fig, markers)
     st.plotly_chart(fig, width="stretch")
 
 
@@ -365,14 +368,15 @@ def runs_then_one(
     return run
 
 
-def output_section(runs: pd.DataFrame) -> None:
-    """Re-generation and golden-set runs: over time, the table, one run's items and images."""
+def output_section(runs: pd.DataFrame, markers: Sequence[DeployMarker] = ()) -> None:
+    """Re-generation and golden-set runs: over time (with the deploy ``markers``), the table,
+    one run's items and images."""
     run = runs_then_one(
         runs,
         "output",
         empty="No re-generation or golden-set runs in this time range and filter: run "
         "`diffwatch drift regenerate` (with `--golden FILE` for a golden set).",
-        chart=output_chart,
+        chart=partial(output_chart, markers=markers),
         table=output_table,
         heading="One run",
     )

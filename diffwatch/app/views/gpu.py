@@ -15,9 +15,10 @@ def render() -> None:
     if charts.empty(per_host, "GPU samples (run `diffwatch collect gpu`)"):
         return
     per_host = per_host.rename(columns={"host": "group"})
-    charts.line(per_host, "util_mean_pct", "Utilisation (%)")
-    charts.line(per_host, "mem_used_pct", "Memory used (%)")
-    charts.line(per_host, "power_mean_w", "Power (W)")
+    marks = data.deploy_markers(f)
+    charts.line(per_host, "util_mean_pct", "Utilisation (%)", markers=marks)
+    charts.line(per_host, "mem_used_pct", "Memory used (%)", markers=marks)
+    charts.line(per_host, "power_mean_w", "Power (W)", markers=marks)
     totals = data.gpu(f, over_time=False)
     st.subheader("Per host over the range")
     st.dataframe(

@@ -100,7 +100,9 @@ def render() -> None:
         )
     tp = data.throughput(f)
     if not charts.empty(tp, "throughput"):
-        charts.line(tp, "images_per_min", "Images per minute", color=None)
+        charts.line(
+            tp, "images_per_min", "Images per minute", color=None, markers=data.deploy_markers(f)
+        )
 
 
 def _pct(x: float | None) -> float | None:

@@ -22,7 +22,12 @@ def render() -> None:
         )
     else:
         clip_note.show(data.clip_versions(f))
-        charts.line(trend.dropna(subset=["clip_mean"]), "clip_mean", "Mean CLIP score by version")
+        charts.line(
+            trend.dropna(subset=["clip_mean"]),
+            "clip_mean",
+            "Mean CLIP score by version",
+            markers=data.deploy_markers(f),
+        )
         charts.bar(totals, "group", "clip_mean", "Mean CLIP score over the range")
         dist = data.clip_distribution(f)
         if not dist.empty:
@@ -42,7 +47,9 @@ def render() -> None:
         st.info("NSFW scoring has no results in this range: run `diffwatch score --scorers nsfw`.")
     else:
         pct = trend.dropna(subset=["nsfw_rate"]).assign(nsfw_pct=lambda d: d["nsfw_rate"] * 100)
-        charts.line(pct, "nsfw_pct", "NSFW-flagged share by version (%)")
+        charts.line(
+            pct, "nsfw_pct", "NSFW-flagged share by version (%)", markers=data.deploy_markers(f)
+        )
     if clip_n:
         st.subheader("Lowest CLIP scores")
         st.caption("Prompts are shown as plain text. Flagged images stay blurred until revealed.")
