@@ -28,7 +28,7 @@ def empty(df: pd.DataFrame, what: str) -> bool:
     return False
 
 
-def add_markers(fig: go.Figure, markers: Sequence[DeployMarker], row: int | None = None) -> None:
+def add_markers(fig: go.Figure, markers: Sequence[DeployMarker]) -> None:
     """Draw each deploy marker as a dotted vertical line with its label at the top (version
     and deployment, made inert) and its note, time and source on hover.
 
@@ -36,16 +36,15 @@ def add_markers(fig: go.Figure, markers: Sequence[DeployMarker], row: int | None
     axis in some Plotly releases.
     """
     for m in markers:
-        xref = "x" if row in (None, 1) else f"x{row}"
         fig.add_shape(
-            type="line", xref=xref, yref="paper", x0=m.at, x1=m.at, y0=0, y1=1,
+            type="line", xref="x", yref="paper", x0=m.at, x1=m.at, y0=0, y1=1,
             line={"color": MARKER_COLOUR, "width": 1, "dash": "dot"},
         )  # fmt: skip
         hover = f"{m.label} at {m.at:%Y-%m-%d %H:%M} UTC ({m.source})"
         if m.note:
             hover += f": {m.note}"
         fig.add_annotation(
-            x=m.at, xref=xref, y=1, yref="paper", yanchor="bottom", showarrow=False,
+            x=m.at, xref="x", y=1, yref="paper", yanchor="bottom", showarrow=False,
             text=plotly(m.label), hovertext=plotly(hover),
             font={"size": 10, "color": MARKER_COLOUR},
         )  # fmt: skip

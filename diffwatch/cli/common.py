@@ -17,7 +17,7 @@ from diffwatch.periodic import stop_on_signals
 if TYPE_CHECKING:
     from diffwatch.context import Runtime
 
-__all__ = ["aware", "emit_summary", "fail", "runtime", "stop_on_signals"]
+__all__ = ["aware", "emit_summary", "fail", "iso_time", "runtime", "stop_on_signals"]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -29,6 +29,23 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def aware(t: datetime | None) -> datetime | None:
     """A datetime option as given, or read as UTC when it has no offset."""
     return t if t is None or t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def iso_time(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time option with a UTC offset (None stays None); exit 2 with what to
+    write when it is not one."""
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(
+            f"{option} {value!r} is not an ISO 8601 time; write it like 2026-01-31T12:00:00+00:00",
+            2,
+        ) from None
+    if ts.tzinfo is None:
+        raise fail(f"{option} {value!r} has no UTC offset; add one, e.g. {value}+00:00", 2)
+    return ts
 
 
 def emit_summary(d: dict[str, object], as_json: bool, text: str) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from diffwatch.cli.common import fail, runtime
+from diffwatch.cli.common import fail, iso_time, runtime
 from diffwatch.cli.options import (
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
@@ -148,7 +148,7 @@ def demo(
     from diffwatch.errors import first_line
     from diffwatch.outage import DB_DOWN_ERRORS
 
-    end_at = _parse_end(end, fail)
+    end_at = _parse_end(end)
     rt = runtime(database_url)
     opts = DemoOptions(
         out=(out or rt.settings.home / "demo").expanduser().absolute(),
@@ -186,19 +186,9 @@ def demo(
         _print_summary(result, _shown_url(rt.conninfo))
 
 
-def _parse_end(value: str | None, fail) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError:
-        raise fail(
-            f"--end {value!r} is not an ISO 8601 time; write it like 2026-01-31T12:00:00+00:00",
-            2,
-        ) from None
-    if ts.tzinfo is None:
-        raise fail(f"--end {value!r} has no UTC offset; add one, e.g. {value}+00:00", 2)
-    if ts > datetime.now(UTC):
+def _parse_end(value: str | None) -> datetime | None:
+    ts = iso_time(value, "--end")
+    if ts is not None and ts > datetime.now(UTC):
         raise fail(f"--end {value!r} is in the future; the collector refuses future times", 2)
     return ts
 

@@ -2,12 +2,11 @@
 
 # No ``from __future__ import annotations``: typer reads the annotations of the commands.
 import getpass
-from datetime import datetime
 from typing import Annotated
 
 import typer
 
-from diffwatch.cli.common import emit_summary, fail, runtime
+from diffwatch.cli.common import emit_summary, fail, iso_time, runtime
 from diffwatch.cli.options import AsJson, DbUrl
 
 app = typer.Typer(
@@ -15,18 +14,6 @@ app = typer.Typer(
     "time-series chart of the dashboard (docs/deploy-markers.md).",
     no_args_is_help=True,
 )
-
-
-def _time(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise fail(
-            f"{option} {value!r} is not an ISO 8601 time; write it like 2026-01-31T12:00:00+00:00",
-            2,
-        ) from None
 
 
 @app.command("mark")
@@ -61,7 +48,7 @@ def mark_cmd(
     try:
         marker = make_marker(
             version,
-            at=_time(at, "--at") or now,
+            at=iso_time(at, "--at") or now,
             now=now,
             deployment=deployment,
             note=note,
@@ -102,9 +89,7 @@ def list_cmd(
     from diffwatch.model.clock import utcnow
 
     now = utcnow()
-    start = _time(since, "--since") or now - timedelta(days=30)
-    if start.tzinfo is None:
-        raise fail(f"--since {since!r} has no UTC offset; add one, e.g. {since}+00:00", 2)
+    start = iso_time(since, "--since") or now - timedelta(days=30)
     rt = runtime(database_url)
     with psycopg.connect(rt.conninfo) as conn:
         markers = q.between(conn, start, now + timedelta(days=1))

@@ -36,6 +36,7 @@ import numpy as np
 
 from diffwatch.demo.draw import image_size, render
 from diffwatch.demo.scenes import MUTATIONS, Scene, mutate, prompt_of, sample_scene
+from diffwatch.demo.tiny_clip import register_clip_config
 from diffwatch.model.clip_labels import DEMO_CLIP_LABEL, DEMO_CLIP_NAME
 
 if TYPE_CHECKING:
@@ -154,13 +155,7 @@ class DemoClip:
 
 def register_demo_clip(directory: Path) -> str:
     """Write the config to ``<directory>/<name>.json`` and register it with open_clip."""
-    import open_clip
-
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{DEMO_CLIP_NAME}.json"
-    path.write_text(json.dumps(demo_clip_config()))
-    open_clip.add_model_config(path)
-    return DEMO_CLIP_NAME
+    return register_clip_config(directory, DEMO_CLIP_NAME, demo_clip_config())
 
 
 def demo_clip_settings(checkpoint: Path, device: str = "cpu", precision: str = "auto") -> Any:

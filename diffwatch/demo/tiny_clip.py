@@ -45,15 +45,21 @@ def tiny_clip_config() -> dict[str, Any]:
     }
 
 
-def register_tiny_clip(directory: Path) -> str:
-    """Write the tiny config to ``<directory>/<name>.json`` and register it with open_clip."""
+def register_clip_config(directory: Path, name: str, config: dict[str, Any]) -> str:
+    """Write ``config`` to ``<directory>/<name>.json`` and register it with open_clip (which
+    names a model by its config file's stem); ``name``."""
     import open_clip
 
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{TINY_CLIP_NAME}.json"
-    path.write_text(json.dumps(tiny_clip_config()))
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps(config))
     open_clip.add_model_config(path)
-    return TINY_CLIP_NAME
+    return name
+
+
+def register_tiny_clip(directory: Path) -> str:
+    """Write the tiny config to ``<directory>/<name>.json`` and register it with open_clip."""
+    return register_clip_config(directory, TINY_CLIP_NAME, tiny_clip_config())
 
 
 def build_tiny_clip(seed: int = 0) -> Any:

@@ -43,6 +43,10 @@ def test_bad_input_exits_2_with_the_reason_and_stores_nothing(db_url, sql):
         (("mark", "v1", "--at", "2999-01-01T00:00:00+00:00"), "is in the future"),
         (("mark", "v1\x07"), "U+0007"),
         (("mark", " "), "the version must not be empty"),
+        (("mark", "v1", "--deployment", "a\u202eb"), "U+202E"),
+        (("mark", "v1", "--note", "n" * 501), "at most 500"),
+        (("list", "--since", "last week"), "is not an ISO 8601 time"),
+        (("list", "--since", "2026-12-01T00:00:00"), "has no UTC offset"),
     ]:
         res = invoke(db_url, *args)
         assert res.exit_code == 2 and says in res.output, (args, res.output)

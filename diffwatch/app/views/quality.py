@@ -12,6 +12,7 @@ def render() -> None:
     f = sidebar.filters()
     st.title("Quality & safety")
     trend = data.quality(f, "version")
+    marks = data.deploy_markers(f)
     totals = data.quality(f, "version", over_time=False)
     clip_n = int(totals["clip_n"].sum()) if not totals.empty else 0
     nsfw_n = int(totals["nsfw_n"].sum()) if not totals.empty else 0
@@ -26,7 +27,7 @@ def render() -> None:
             trend.dropna(subset=["clip_mean"]),
             "clip_mean",
             "Mean CLIP score by version",
-            markers=data.deploy_markers(f),
+            markers=marks,
         )
         charts.bar(totals, "group", "clip_mean", "Mean CLIP score over the range")
         dist = data.clip_distribution(f)
@@ -47,9 +48,7 @@ def render() -> None:
         st.info("NSFW scoring has no results in this range: run `diffwatch score --scorers nsfw`.")
     else:
         pct = trend.dropna(subset=["nsfw_rate"]).assign(nsfw_pct=lambda d: d["nsfw_rate"] * 100)
-        charts.line(
-            pct, "nsfw_pct", "NSFW-flagged share by version (%)", markers=data.deploy_markers(f)
-        )
+        charts.line(pct, "nsfw_pct", "NSFW-flagged share by version (%)", markers=marks)
     if clip_n:
         st.subheader("Lowest CLIP scores")
         st.caption("Prompts are shown as plain text. Flagged images stay blurred until revealed.")
