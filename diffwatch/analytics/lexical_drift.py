@@ -35,6 +35,7 @@ import numpy as np
 from diffwatch.analytics.drift_moved import tokens
 from diffwatch.analytics.prompt_drift import (
     MIN_ROWS,
+    chance_corrected_auc,
     check_options,
     permutation_p_value,
     permutation_weights,
@@ -152,8 +153,7 @@ def lexical_on_splits(
     stats = unbiased_mmd2(kernel, weights, n, m)
     p_value = permutation_p_value(stats)
     aucs = centroid_aucs(kernel, weights[:, : min(weights.shape[1] - 1, _NULL_AUCS) + 1])
-    auc_null = float(aucs[1:].mean()) if aucs.size > 1 else 0.5
-    auc = min(1.0, max(0.0, 0.5 + float(aucs[0]) - auc_null))
+    auc, auc_null = chance_corrected_auc(aucs)
     result = LexicalResult(
         method=METHOD,
         statistic=float(stats[0]),

@@ -116,6 +116,14 @@ def permutation_p_value(stats: np.ndarray) -> float:
     return (1 + exceed) / stats.size
 
 
+def chance_corrected_auc(aucs: np.ndarray) -> tuple[float, float]:
+    """(effect size, chance level) from AUCs of the observed split (``aucs[0]``) and permuted
+    ones: 0.5 plus the observed AUC's excess over the permuted mean, clipped to [0, 1]; the
+    chance level is 0.5 when there is no permuted AUC."""
+    null = float(aucs[1:].mean()) if aucs.size > 1 else 0.5
+    return min(1.0, max(0.0, 0.5 + float(aucs[0]) - null)), null
+
+
 def check_widths(x: np.ndarray, y: np.ndarray) -> None:
     """Both windows must come from the same encoder (same embedding width)."""
     if x.shape[1] != y.shape[1]:
@@ -138,8 +146,7 @@ def mmd_on_splits(
     nearest = _neighbours(kernel, k_eff)
     np.fill_diagonal(kernel, 0.0)  # the unbiased estimator leaves out k(x_i, x_i)
     aucs = _knn_aucs(nearest, 1.0 - weights[:, : min(permutations, _NULL_AUCS) + 1])
-    auc_null = float(aucs[1:].mean())
-    auc = min(1.0, max(0.0, 0.5 + float(aucs[0]) - auc_null))
+    auc, auc_null = chance_corrected_auc(aucs)
     stats = unbiased_mmd2(kernel, weights, n, m)
     p_value = permutation_p_value(stats)
     result = TwoSampleResult(
