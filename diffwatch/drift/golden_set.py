@@ -33,10 +33,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-_KEY = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# Item ids and names end up in keys and file names: keep them to safe characters.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
-class _Params(BaseModel):
+class GenerationParams(BaseModel):
+    """The generation parameters that decide an image besides prompt and seed (None: the
+    pipeline's default); shared by golden sets and release-gate suites."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sampler: str | None = None
@@ -47,10 +51,10 @@ class _Params(BaseModel):
     negative_prompt: str | None = None
 
 
-class GoldenItem(_Params):
+class GoldenItem(GenerationParams):
     """One prompt and seed of a golden set, with the parameters it is generated with."""
 
-    id: str = Field(pattern=_KEY)
+    id: str = Field(pattern=ID_PATTERN)
     prompt: str = Field(min_length=1)
     seed: int = Field(ge=0, lt=2**63)
 
@@ -69,9 +73,9 @@ class GoldenSet(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=_KEY)
-    version: str = Field(pattern=_KEY)
-    defaults: _Params = _Params()
+    name: str = Field(pattern=ID_PATTERN)
+    version: str = Field(pattern=ID_PATTERN)
+    defaults: GenerationParams = GenerationParams()
     items: tuple[GoldenItem, ...] = Field(min_length=1)
 
     @model_validator(mode="before")

@@ -1,0 +1,1 @@
+"""Release gates: compare a candidate diffusion pipeline with a baseline on paired items."""
