@@ -1,9 +1,10 @@
 """The single ``diffwatch`` command: a thin shell over the stages.
 
 One module per command group (``db``, ``collect``, ``score``, ``drift``, ``rollups``, ``app``,
-``users``, ``review``, ``alerts``, ``worker``, ``demo``, ``deploy``); each command parses typed
-options and calls its stage's API. Shared option definitions are in ``options``, the helpers every
-command uses (resolving the database, failing with a person's message) in ``common``.
+``users``, ``review``, ``alerts``, ``worker``, ``demo``, ``deploy``, ``gate``); each command
+parses typed options and calls its stage's API. Shared option definitions are in ``options``,
+the helpers every command uses (resolving the database, failing with a person's message) in
+``common``.
 
 The groups load lazily (``lazy``): ``COMMANDS`` names each one's module and the help line
 ``diffwatch --help`` shows for it, so ``diffwatch --help`` imports no group module and
@@ -78,6 +79,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "diffwatch.cli.deploy",
         "Deploy markers: record that a model version went out, and see it on every "
         "time-series chart of the dashboard (docs/deploy-markers.md).",
+    ),
+    "gate": LazyCommand(
+        "diffwatch.cli.gate",
+        "Release gate: evaluate a candidate model against the baseline on paired prompts and "
+        "seeds, with a policy and an exit code for CI (docs/gate.md).",
     ),
 }
 

@@ -68,18 +68,18 @@ def distribution_verdict(
 ) -> Verdict:
     """CMMD (x1000) between the sides with its interval and permutation-test p-value.
 
-    Pass when the whole interval is within ``max_cmmd``; fail when the interval lies wholly
-    above it and the test is significant (p < alpha); otherwise inconclusive. The test
-    guards only the fail side: an MMD estimate is positive however alike two samples are,
-    so an interval alone could fail one pipeline compared with itself, while the test is
-    exact under "same distribution". Identical sets (0, [0, 0], p = 1) pass.
+    Pass when the whole interval is within ``max_cmmd``; fail when the test is significant
+    (p < alpha) and the estimate is over ``max_cmmd``: the sides differ, and by more than
+    the policy allows. Otherwise inconclusive. The test, not the interval, carries the fail
+    side: an MMD estimate is positive however alike two samples are, and its bootstrap
+    interval reaches down to 0 at small n, while the permutation test is exact under "same
+    distribution". Identical sets (0, [0, 0], p = 1) pass.
     """
     if math.isnan(estimate) or math.isnan(p_value):
         return "inconclusive"
-    verdict = noninferiority(low, high, section.max_cmmd)
-    if verdict == "fail" and p_value >= section.alpha:
-        return "inconclusive"
-    return verdict
+    if p_value < section.alpha and estimate > section.max_cmmd:
+        return "fail"
+    return "pass" if high <= section.max_cmmd else "inconclusive"
 
 
 def golden_verdict(departed: int, section: GoldenPolicy) -> Verdict:

@@ -143,6 +143,9 @@ def test_distribution_identical_sets_pass_and_clear_differences_fail() -> None:
     # Above the tolerance but not significant: the test has not seen a difference.
     assert distribution_verdict(1.2, 0.9, 1.6, 0.3, d) == "inconclusive"
     assert distribution_verdict(0.2, 0.1, 0.4, 0.01, d) == "inconclusive"
+    # significant and over the limit fails even when the interval reaches down to 0
+    assert distribution_verdict(0.3, 0.0, 0.6, 0.01, d) == "fail"
+    assert distribution_verdict(0.3, 0.0, 0.6, 0.2, d) == "inconclusive"
     assert distribution_verdict(math.nan, 0.0, 0.0, 1.0, d) == "inconclusive"
 
 

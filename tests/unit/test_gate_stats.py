@@ -261,3 +261,21 @@ def test_quantile_ms_interpolates_linearly() -> None:
         quantile_ms(values, 95)
     with pytest.raises(ValueError, match="at least one value"):
         quantile_ms([], 0.5)
+
+
+def test_paired_ratio_cancels_load_shared_by_a_round_and_brackets_the_median() -> None:
+    from diffwatch.analytics.gate_stats import paired_ratio
+
+    load = np.array([1, 5, 1, 9, 1, 1, 3, 1, 1, 7], dtype=float)  # bursts hit both calls
+    base = 100.0 * load
+    cand = 150.0 * load
+    r = paired_ratio(cand, base)
+    assert r.estimate == pytest.approx(1.5) and r.low == pytest.approx(1.5)
+    assert r.high == pytest.approx(1.5)
+    # a ratio of the two medians would not cancel when bursts fall unevenly; this does
+    noisy = paired_ratio(cand * np.linspace(0.9, 1.1, 10), base)
+    assert noisy.low <= 1.5 <= noisy.high and noisy.low >= 1.35 and noisy.high <= 1.65
+    with pytest.raises(ValueError, match="one baseline call per candidate call"):
+        paired_ratio([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        paired_ratio([1.0, 2.0], [1.0, 0.0])

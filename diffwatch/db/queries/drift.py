@@ -31,7 +31,7 @@ _ITEM_FIELDS = (
 )  # fmt: skip
 
 
-def _pg_seed(seed: int) -> float:
+def pg_seed(seed: int) -> float:
     """A run's integer seed as Postgres ``setseed`` takes it (in [-1, 1])."""
     return ((seed % 1000) / 1000.0) * 2 - 1
 
@@ -119,7 +119,7 @@ def window_prompts(
     The same ``seed`` gives the same sample of the same rows (Postgres ``setseed``).
     """
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT setseed(%s)", [_pg_seed(seed)])
+        cur.execute("SELECT setseed(%s)", [pg_seed(seed)])
         cur.execute(
             f"SELECT {', '.join(PARAMS)} FROM generations"
             " WHERE ts >= %(s)s AND ts < %(e)s AND (%(m)s::text IS NULL OR model = %(m)s)"
@@ -201,7 +201,7 @@ def regeneration_sample(
     model version: versions take turns (a random one of each, then a second of each…),
     so a version with little traffic is not crowded out by a busy one."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT setseed(%s)", [_pg_seed(seed)])
+        cur.execute("SELECT setseed(%s)", [pg_seed(seed)])
         cur.execute(
             f"SELECT id, request_id, model, model_version, image_uri, {', '.join(PARAMS)}"
             " FROM (SELECT g.*, row_number() OVER (PARTITION BY g.model, g.model_version"

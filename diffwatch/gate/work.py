@@ -1,0 +1,216 @@
+"""A gate worker: claim a chunk of one side of a run, make its images (generate them with
+that side's pipeline, or read them from its manifest), score them (CLIPScore against the
+prompt, the CLIP image embedding, NSFW), and complete the chunk, under a lease.
+
+Generation goes through the drift stage's engine (``Regenerator``), so the gate makes
+exactly the images ``diffwatch drift regenerate`` would for the same (prompt, seed,
+parameters). ``work`` is the loop of ``diffwatch gate work`` and of a single-process
+``diffwatch gate run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import psycopg
+
+from diffwatch.db.queries import gate as q
+
+if TYPE_CHECKING:
+    from diffwatch.drift.compare import ImageTextEmbedder
+    from diffwatch.drift.diffusion_load import LoadedPipeline
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 600.0  # a chunk's lease (s), renewed after every pipeline call
+CHUNK_ITEMS = 16  # items a chunk (per side) unless told
+
+
+@dataclass(frozen=True)
+class SideSpec:
+    """One side of a gate: a pipeline (directory or cached hub id) or a manifest, a label,
+    and the overrides it runs with (``steps``, ``sampler``: None keeps the item's)."""
+
+    label: str
+    pipeline: str | None = None
+    manifest: str | None = None
+    steps: int | None = None
+    sampler: str | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The item parameters this side replaces."""
+        return {k: v for k, v in (("steps", self.steps), ("sampler", self.sampler)) if v}
+
+
+@dataclass
+class GateModels:
+    """What a worker holds: each side's loaded pipeline (pipelines mode), its overrides,
+    CLIP (image and text embeddings) and the NSFW scorer, and where images go."""
+
+    clip: ImageTextEmbedder
+    nsfw: Any  # diffwatch.scoring.scorers.NsfwScorer (score(images, prompts))
+    output_dir: Path
+    pipelines: dict[str, LoadedPipeline] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    image_roots: tuple[str, ...] = ()
+    load_seconds: dict[str, float] = field(default_factory=dict)
+
+
+Progress = Callable[[int, int], None]  # (chunks done, chunks in all)
+
+
+def worker_name() -> str:
+    """host:pid:random, unique to this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _requests(items: Sequence[dict[str, Any]], overrides: dict[str, Any]) -> list[Any]:
+    from diffwatch.drift.regenerate import RegenRequest
+
+    out = []
+    for it in items:
+        p = {**(it["params"] or {}), **overrides}
+        out.append(
+            RegenRequest(
+                key=it["key"], prompt=it["prompt"], seed=int(it["seed"]),
+                sampler=p.get("sampler"), steps=p.get("steps"), cfg_scale=p.get("cfg_scale"),
+                width=p.get("width"), height=p.get("height"),
+                negative_prompt=p.get("negative_prompt"),
+            )
+        )  # fmt: skip
+    return out
+
+
+def _generate(
+    models: GateModels, side: str, items: Sequence[dict[str, Any]], directory: Path,
+    keep_alive: Callable[[], None],
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Generate a chunk's images with ``side``'s pipeline; results by key (image in ``_image``)."""
+    from diffwatch.drift.regen import save_png
+    from diffwatch.drift.regenerate import Regenerator
+
+    regen = Regenerator(models.pipelines[side])
+    out: dict[str, dict[str, Any]] = {}
+    for o in regen.run(
+        _requests(items, models.overrides.get(side, {})), progress=lambda n: keep_alive()
+    ):
+        if o.image is None:
+            out[o.key] = {"status": "error", "error": f"{o.error_kind}: {o.error}"}
+        else:
+            uri = save_png(o.image, directory, o.key)
+            out[o.key] = {"image_uri": uri, "seconds": o.seconds, "_image": o.image}
+    return out
+
+
+def _read(models: GateModels, items: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Read a chunk's images from their manifest URIs, through the confined reader."""
+    from diffwatch.scoring.images.load import ImageAccess, load_image
+
+    access = ImageAccess.from_settings().with_roots(*models.image_roots)
+    out: dict[str, dict[str, Any]] = {}
+    for it in items:
+        got = load_image(it["image_uri"], convert_modes=True, access=access)
+        if hasattr(got, "rgb"):
+            out[it["key"]] = {"image_uri": it["image_uri"], "_image": got.rgb}
+        else:
+            out[it["key"]] = {"image_uri": it["image_uri"], "status": "error", "error": str(got)}
+    return out
+
+
+def score(
+    models: GateModels, prompts: Sequence[str], images: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """CLIPScore (0..100) against the prompt, the L2-normalised CLIP image embedding
+    (float32 bytes) and the NSFW score (0..1) and flag of each image."""
+    if not images:
+        return []
+    emb = np.asarray(models.clip.embed_images(list(images)), dtype=np.float32)
+    uniq = list(dict.fromkeys(prompts))
+    text = np.asarray(models.clip.embed_texts(uniq), dtype=np.float32)
+    row = {p: i for i, p in enumerate(uniq)}
+    cos = (emb * text[[row[p] for p in prompts]]).sum(axis=1)
+    rgb = [np.asarray(im.convert("RGB")) if hasattr(im, "convert") else im for im in images]
+    nsfw = models.nsfw.score(rgb, list(prompts))
+    return [
+        {
+            "clip_score": float(100.0 * max(float(c), 0.0)),
+            "embedding": e.tobytes(),
+            "nsfw_score": None if n.value is None else float(n.value),
+            "nsfw_flagged": n.flagged,
+        }
+        for c, e, n in zip(cos, emb, nsfw, strict=True)
+    ]
+
+
+def work_chunk(conn: psycopg.Connection, c: q.Claim, models: GateModels, lease_s: float) -> bool:
+    """Make, score and store one claimed chunk; False when its lease was lost."""
+    items = q.chunk_items(conn, c)
+
+    def keep_alive() -> None:
+        if not q.renew(conn, c, lease_s):
+            log.warning("gate run %s chunk %s/%s: lease lost", c.run_id, c.chunk, c.side)
+
+    if c.side in models.pipelines:
+        directory = models.output_dir / f"run-{c.run_id}" / c.side
+        made = _generate(models, c.side, items, directory, keep_alive)
+    else:
+        made = _read(models, items)
+    ok = [it for it in items if "_image" in made.get(it["key"], {})]
+    scores = score(models, [it["prompt"] for it in ok], [made[it["key"]]["_image"] for it in ok])
+    results = []
+    for it in items:
+        r = {k: v for k, v in made.get(it["key"], {}).items() if k != "_image"}
+        r.setdefault("status", "done")
+        r.setdefault("image_uri", it["image_uri"])
+        results.append({"key": it["key"], **r})
+    for it, s in zip(ok, scores, strict=True):
+        next(r for r in results if r["key"] == it["key"]).update(s)
+    return q.complete(conn, c, results)
+
+
+def work(
+    conninfo: str,
+    models: GateModels,
+    *,
+    owner: str | None = None,
+    run_id: int | None = None,
+    follow: bool = False,
+    lease_s: float = LEASE_S,
+    poll_s: float = 2.0,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Claim and work chunks until none is left (``follow``: until ``stop`` is set);
+    the number of chunks this worker completed. Sides without a pipeline in ``models``
+    read their images from the manifest URIs stored with the items."""
+    owner = owner or worker_name()
+    stop = stop or threading.Event()
+    done = 0
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        while not stop.is_set():
+            c = q.claim(conn, owner, lease_s, run_id)
+            if c is None:
+                if not follow:
+                    break
+                stop.wait(poll_s)
+                continue
+            started = time.monotonic()
+            if work_chunk(conn, c, models, lease_s):
+                done += 1
+            log.info(
+                "gate run %s chunk %s (%s) in %.1f s", c.run_id, c.chunk, c.side,
+                time.monotonic() - started,
+            )  # fmt: skip
+            if progress and run_id is not None:
+                progress(*q.progress(conn, run_id))
+    return done

@@ -1,0 +1,219 @@
+"""``diffwatch gate run`` end to end on CPU: tiny diffusers pipelines saved with
+save_pretrained and loaded through the real loader, the trained demo CLIP (a model that has
+learned something, so a changed image can score differently), NudeNet's shipped model, real
+Postgres. The policy's limits are scaled to these tiny models (see ``POLICY``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from diffwatch.cli import build
+from tests.helpers import demo_clip_args
+
+N_PROMPTS, SEEDS = 10, 2
+# The tiny models move CMMD far less than real ones do (their embeddings sit close
+# together), and 20 pairs cannot show a 2-point NSFW margin, so the limits are scaled to
+# them; the latency limit leaves room for two test workers sharing two cores.
+POLICY = """
+[distribution]
+max_cmmd = 0.01
+[safety]
+margin = 0.25
+[latency]
+max_ratio = 2.0
+"""
+
+
+@pytest.fixture(scope="module")
+def gate_files(tmp_path_factory) -> dict[str, Path]:
+    """A baseline pipeline, one with perturbed UNet weights, a suite, a golden set, a policy."""
+    import torch
+
+    from diffwatch.demo.tiny_pipeline import build_tiny_pipeline, save_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("gate")
+    base = save_tiny_pipeline(root / "base", seed=0)
+    pipe = build_tiny_pipeline(0)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for t in pipe.unet.parameters():
+            if t.numel() > 1:
+                t.add_(torch.randn(t.shape, generator=g) * 2.0 * t.std())
+    pipe.save_pretrained(root / "perturbed")
+    subjects = ["a red fox in the snow", "a blue car on a road", "a green square", "two circles",
+                "a bowl of fruit", "a lighthouse at dusk", "a cat on a sofa", "a mountain lake",
+                "a yellow bicycle", "an old clock"]  # fmt: skip
+    suite = root / "suite.toml"
+    lines = ["[defaults]", "steps = 4", "width = 64", "height = 64"]
+    for i, s in enumerate(subjects[:N_PROMPTS]):
+        cat = "animals" if i % 2 == 0 else "objects"
+        lines += ["[[prompts]]", f'id = "p{i}"', f'prompt = "{s}"', f'category = "{cat}"']
+    suite.write_text("\n".join(lines) + "\n")
+    golden = root / "golden.toml"
+    golden.write_text(
+        'name = "smoke"\nversion = "1"\n[defaults]\nsteps = 4\nwidth = 64\nheight = 64\n'
+        + "".join(
+            f'[[items]]\nid = "g{i}"\nprompt = "{s}"\nseed = {10 + i}\n'
+            for i, s in enumerate(subjects[:4])
+        )
+    )
+    policy = root / "policy.toml"
+    policy.write_text(POLICY)
+    return {"root": root, "base": base, "perturbed": root / "perturbed", "suite": suite,
+            "golden": golden, "policy": policy}  # fmt: skip
+
+
+def gate(db_url: str, demo_clip, *args: str) -> tuple[int, dict, str]:
+    """Run ``diffwatch gate run`` on CPU; (exit code, JSON summary or {}, output)."""
+    res = CliRunner().invoke(
+        build(),
+        ["gate", "run", "--device", "cpu", "--json", "--latency-repeats", "8",
+         *demo_clip_args(demo_clip), "--database-url", db_url, *args],
+    )  # fmt: skip
+    lines = [ln for ln in res.stdout.strip().splitlines() if ln.startswith("{")]
+    return res.exit_code, (json.loads(lines[-1]) if lines else {}), res.output
+
+
+def metrics(summary: dict) -> dict[str, dict]:
+    return {m["name"]: m for m in summary["metrics"]}
+
+
+def suite_args(f: dict[str, Path], *more: str) -> list[str]:
+    return ["--suite", str(f["suite"]), "--golden", str(f["golden"]), "--seeds", str(SEEDS),
+            "--policy", str(f["policy"]), "--output-dir", str(f["root"] / "out"), *more]  # fmt: skip
+
+
+def test_identical_candidate_passes_across_seeds_of_the_run(db_url, sql, demo_clip, gate_files):
+    f = gate_files
+    for base_seed in (0, 1, 2):
+        code, s, out = gate(
+            db_url, demo_clip, "--candidate", str(f["base"]), "--baseline", str(f["base"]),
+            *suite_args(f, "--base-seed", str(base_seed)),
+        )  # fmt: skip
+        assert code == 0, out
+        assert s["verdict"] == "pass"
+        m = metrics(s)
+        assert m["alignment"]["estimate"] == 0.0 and m["distribution"]["p_value"] == 1.0
+        assert m["golden"]["estimate"] == 0 and m["golden"]["n"] == 4
+        assert s["pairs_compared"] == N_PROMPTS * SEEDS + 4
+    runs = sql("SELECT verdict, status FROM gate_runs ORDER BY id")
+    assert runs == [("pass", "done")] * 3
+    # every (prompt, seed, side) made once, and the runs' seeds differ
+    assert sql("SELECT max(generations), min(generations) FROM gate_items") == [(1, 1)]
+    seeds = sql("SELECT run_id, array_agg(seed ORDER BY key) FROM gate_items"
+                " WHERE side = 'candidate' AND source <> 'golden:smoke@1' GROUP BY run_id")  # fmt: skip
+    assert len({tuple(s) for _, s in seeds}) == 3
+    # the gate marks the charts
+    marks = sql("SELECT model_version, source, note FROM deploy_markers ORDER BY id")
+    assert marks[0][:2] == ("base", "gate") and "pass" in marks[0][2]
+
+
+def test_perturbed_unet_fails_on_distribution_and_golden(db_url, demo_clip, gate_files, tmp_path):
+    f = gate_files
+    code, s, out = gate(
+        db_url, demo_clip, "--candidate", str(f["perturbed"]), "--baseline", str(f["base"]),
+        *suite_args(f), "--report", str(tmp_path / "report"),
+    )  # fmt: skip
+    assert code == 1, out
+    m = metrics(s)
+    assert m["distribution"]["verdict"] == "fail", (m["distribution"], m["golden"], m["alignment"])
+    assert m["distribution"]["p_value"] < 0.05
+    assert m["golden"]["verdict"] == "fail" and m["golden"]["estimate"] >= 1
+    assert s["candidate"]["weights_sha256"] != s["baseline"]["weights_sha256"]
+    report = tmp_path / "report"
+    assert json.loads((report / "gate.json").read_text())["verdict"] == "fail"
+    assert (report / "gate.md").read_text().startswith("**FAIL**")
+    assert "data:image/jpeg;base64," in (report / "gate.html").read_text()
+
+
+def test_more_steps_is_slower_and_the_latency_metric_says_so(db_url, demo_clip, gate_files):
+    f = gate_files
+    code, s, out = gate(
+        db_url, demo_clip, "--candidate", str(f["base"]), "--baseline", str(f["base"]),
+        "--candidate-steps", "40", *suite_args(f),
+    )  # fmt: skip
+    assert code == 1, out
+    lat = metrics(s)["latency"]
+    assert lat["verdict"] == "fail" and lat["low"] > 2.0, lat
+    b1 = lat["batch_sizes"][0]
+    assert b1["candidate"]["p50_ms"] > 2 * b1["baseline"]["p50_ms"]
+    assert s["candidate"]["overrides"] == {"steps": 40}
+
+
+def test_manifests_whose_images_are_the_baselines_pass(db_url, sql, demo_clip, gate_files):
+    f = gate_files
+    code, s, out = gate(
+        db_url, demo_clip, "--candidate", str(f["base"]), "--baseline", str(f["base"]),
+        "--suite", str(f["suite"]), "--seeds", str(SEEDS), "--policy", str(f["policy"]),
+        "--output-dir", str(f["root"] / "out-m"),
+    )  # fmt: skip
+    assert code == 0, out
+    rows = sql("SELECT prompt, seed, params, image_uri FROM gate_items"
+               " WHERE run_id = %s AND side = 'baseline' ORDER BY key", (s["run_id"],))  # fmt: skip
+    manifest = f["root"] / "out-m" / "baseline.jsonl"
+    manifest.write_text("".join(
+        json.dumps({"prompt": p, "seed": sd, **params, "image": uri}) + "\n"
+        for p, sd, params, uri in rows
+    ))  # fmt: skip
+    code, s2, out = gate(
+        db_url, demo_clip, "--candidate-images", str(manifest), "--baseline-images",
+        str(manifest), "--policy", str(f["policy"]),
+    )  # fmt: skip
+    assert code == 0, out
+    assert s2["verdict"] == "pass" and s2["pairs_compared"] == len(rows)
+    assert "latency" not in metrics(s2)  # nothing generated here, so nothing to time
+    mode = sql("SELECT mode FROM gate_runs WHERE id = %s", (s2["run_id"],))
+    assert mode == [("manifests",)]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expect"),
+    [
+        ("suite.tsv", "prompt\tsteps\na fox\t-3\n", ["suite.tsv", "line 2", "steps"]),
+        (
+            "suite.jsonl",
+            '{"prompt": "a fox"}\n{"prompt": 5}\n',
+            ["suite.jsonl", "line 2", "prompt"],
+        ),
+        ("suite.csv", "prompt,colour\na fox,red\n", ["suite.csv", "colour"]),
+    ],
+)
+def test_malformed_suite_is_a_clear_error_and_stores_nothing(
+    db_url, sql, demo_clip, gate_files, tmp_path, name, text, expect
+):
+    bad = tmp_path / name
+    bad.write_text(text)
+    f = gate_files
+    code, _, out = gate(
+        db_url, demo_clip, "--candidate", str(f["base"]), "--baseline", str(f["base"]),
+        "--suite", str(bad),
+    )  # fmt: skip
+    assert code == 2, out
+    for word in expect:
+        assert word in out, (word, out)
+    assert sql("SELECT count(*) FROM gate_runs") == [(0,)]
+
+
+def test_malformed_policy_and_manifest_are_clear_errors(
+    db_url, sql, demo_clip, gate_files, tmp_path
+):
+    f = gate_files
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[latency]\nmax_ratio = -1\n")
+    code, _, out = gate(
+        db_url, demo_clip, "--candidate", str(f["base"]), "--baseline", str(f["base"]),
+        "--suite", str(f["suite"]), "--policy", str(policy),
+    )  # fmt: skip
+    assert code == 2 and "policy.toml" in out and "latency.max_ratio" in out, out
+    manifest = tmp_path / "cand.jsonl"
+    manifest.write_text('{"prompt": "a fox", "seed": 1, "image": "/x.png"}\n{"prompt": "a fox"}\n')
+    code, _, out = gate(
+        db_url, demo_clip, "--candidate-images", str(manifest), "--baseline-images",
+        str(manifest),
+    )  # fmt: skip
+    assert code == 2 and "cand.jsonl" in out and "line 2" in out, out
+    assert sql("SELECT count(*) FROM gate_runs") == [(0,)]
