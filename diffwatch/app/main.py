@@ -22,6 +22,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("gpu", "GPU", "Dashboard", "gpu"),
     ("quality", "Quality & safety", "Dashboard", "quality"),
     ("versions", "Model versions", "Dashboard", "versions"),
+    ("releases", "Releases", "Dashboard", "releases"),
     ("explorer", "Generation explorer", "Dashboard", "explorer"),
     ("drift", "Drift", "Dashboard", "drift"),
     ("alerts", "Alerts", "Dashboard", "alerts"),

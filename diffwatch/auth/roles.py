@@ -23,6 +23,7 @@ PAGE_ROLES: dict[str, frozenset[str]] = {
     "gpu": STAFF,
     "quality": STAFF,
     "versions": STAFF,
+    "releases": STAFF,
     "explorer": STAFF,
     "drift": STAFF,
     "alerts": STAFF,

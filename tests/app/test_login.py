@@ -19,8 +19,8 @@ from diffwatch.auth.passwords import hash_password
 from diffwatch.db.queries import users as q
 from tests.app.accounts import PW, add_account, as_user, texts
 
-DASHBOARD = ["overview", "cost", "latency", "gpu", "quality", "versions", "explorer", "drift",
-             "alerts", "ratings"]  # fmt: skip
+DASHBOARD = ["overview", "cost", "latency", "gpu", "quality", "versions", "releases",
+             "explorer", "drift", "alerts", "ratings"]  # fmt: skip
 
 
 def audit(conninfo: str, action: str) -> list[tuple]:

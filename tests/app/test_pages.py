@@ -25,6 +25,7 @@ PAGES = {
     "gpu": "GPU",
     "quality": "Quality & safety",
     "versions": "Model versions",
+    "releases": "Releases",
     "explorer": "Generation explorer",
 }
 
@@ -67,6 +68,7 @@ EMPTY_SAYS = {
     "overview": "No generations",
     "latency": "No latency",
     "versions": "Comparing needs two deployments",
+    "releases": "No release-gate runs yet",
     "explorer": "No generation matches",
     "quality": "CLIP scoring is not configured",
     "gpu": "No GPU samples",
