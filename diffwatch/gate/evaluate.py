@@ -185,7 +185,8 @@ def serving(
     out = [_metric(
         "latency", "Serving latency per image", v.worst(verdicts), policy.latency.blocks,
         estimate=worst["ratio"], low=worst["low"], high=worst["high"], unit="× baseline",
-        threshold=policy.latency.max_ratio, rule=f"median paired ratio ≤ {policy.latency.max_ratio:g}",
+        threshold=policy.latency.max_ratio,
+        rule=f"median paired ratio ≤ {policy.latency.max_ratio:g}",
         batch_sizes=rows, gpu=gpu, usd_per_gpu_hour=price,
         load_s={"candidate": c.load_s, "baseline": b.load_s},
     )]  # fmt: skip

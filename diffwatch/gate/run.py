@@ -263,10 +263,14 @@ def finish_gate(
             row = q.run(conn, run_id)
         assert row is not None
         gpu = (row["candidate"].get("environment") or {}).get("gpu")
+        t0 = time.perf_counter()
         costs = _serving(models, rows, opts, progress)
+        models.spent("serving_cost", time.perf_counter() - t0)
+        t0 = time.perf_counter()
         summary = evaluate(
             rows, costs, policy, tolerances=tolerances, prices=_prices(conninfo), gpu=gpu
         )
+        models.spent("evaluate", time.perf_counter() - t0)
     except Exception as exc:
         with psycopg.connect(conninfo) as conn:
             q.fail(conn, run_id, str(exc)[:2000])
@@ -274,6 +278,7 @@ def finish_gate(
     summary.update(
         run_id=run_id, candidate=row["candidate"], baseline=row["baseline"],
         policy=row["policy"], image_roots=_image_roots(opts),
+        timings={k: round(v, 3) for k, v in models.timings.items()},
     )  # fmt: skip
     with psycopg.connect(conninfo) as conn:
         q.finish(conn, run_id, summary["verdict"], summary)

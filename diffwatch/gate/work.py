@@ -64,6 +64,13 @@ class GateModels:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     image_roots: tuple[str, ...] = ()
     load_seconds: dict[str, float] = field(default_factory=dict)
+    # Wall seconds this worker spent per stage (generate, save, read, score, store) and
+    # images made: what bench/gate.py reports as the share spent generating.
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def spent(self, stage: str, seconds: float) -> None:
+        """Add ``seconds`` (s) to ``stage``'s total."""
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
 
 
 Progress = Callable[[int, int], None]  # (chunks done, chunks in all)
@@ -101,14 +108,20 @@ def _generate(
 
     regen = Regenerator(models.pipelines[side])
     out: dict[str, dict[str, Any]] = {}
+    started, saving = time.perf_counter(), 0.0
     for o in regen.run(
         _requests(items, models.overrides.get(side, {})), progress=lambda n: keep_alive()
     ):
         if o.image is None:
             out[o.key] = {"status": "error", "error": f"{o.error_kind}: {o.error}"}
         else:
+            t0 = time.perf_counter()
             uri = save_png(o.image, directory, o.key)
+            saving += time.perf_counter() - t0
             out[o.key] = {"image_uri": uri, "seconds": o.seconds, "_image": o.image}
+    models.spent("generate", time.perf_counter() - started - saving)
+    models.spent("save", saving)
+    models.spent("images", float(sum(1 for v in out.values() if "_image" in v)))
     return out
 
 
@@ -164,18 +177,26 @@ def work_chunk(conn: psycopg.Connection, c: q.Claim, models: GateModels, lease_s
         directory = models.output_dir / f"run-{c.run_id}" / c.side
         made = _generate(models, c.side, items, directory, keep_alive)
     else:
+        t0 = time.perf_counter()
         made = _read(models, items)
+        models.spent("read", time.perf_counter() - t0)
     ok = [it for it in items if "_image" in made.get(it["key"], {})]
+    t0 = time.perf_counter()
     scores = score(models, [it["prompt"] for it in ok], [made[it["key"]]["_image"] for it in ok])
+    models.spent("score", time.perf_counter() - t0)
     results = []
     for it in items:
         r = {k: v for k, v in made.get(it["key"], {}).items() if k != "_image"}
         r.setdefault("status", "done")
         r.setdefault("image_uri", it["image_uri"])
         results.append({"key": it["key"], **r})
+    by_key = {r["key"]: r for r in results}
     for it, s in zip(ok, scores, strict=True):
-        next(r for r in results if r["key"] == it["key"]).update(s)
-    return q.complete(conn, c, results)
+        by_key[it["key"]].update(s)
+    t0 = time.perf_counter()
+    stored = q.complete(conn, c, results)
+    models.spent("store", time.perf_counter() - t0)
+    return stored
 
 
 def work(

@@ -40,6 +40,16 @@ def _correct(res: dict[str, Any]) -> None:
     assert res["correct"]["ok"] is True, res["correct"]
 
 
+def check_gate(res: dict[str, Any]) -> None:
+    _correct(res)
+    _positive(res["baseline_engine_alone"], "images_per_s", "seconds")
+    _positive(res["gate"], "wall_s", "generation_images_per_s", "share_generating")
+    _positive(res, "generation_ratio_vs_engine")
+    assert res["gate"]["share_generating"] < 1
+    assert res["images"] == 2 * res["prompts"]  # both sides of every prompt
+    assert {"generate", "score", "store", "serving_cost", "report"} <= set(res["gate"]["stages_s"])
+
+
 def check_ingest(res: dict[str, Any]) -> None:
     _correct(res)
     c, good, bad = res["correct"], res["good_records"], res["bad_lines"]
@@ -201,6 +211,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "alerts": check_alerts,
     "demo_clip": check_demo_clip,
     "dashboard": check_dashboard,
+    "gate": check_gate,
     "ingest": check_ingest,
     "prompt_drift": check_prompt_drift,
     "regenerate": check_regenerate,

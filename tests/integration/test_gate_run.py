@@ -83,8 +83,10 @@ def metrics(summary: dict) -> dict[str, dict]:
 
 
 def suite_args(f: dict[str, Path], *more: str) -> list[str]:
-    return ["--suite", str(f["suite"]), "--golden", str(f["golden"]), "--seeds", str(SEEDS),
-            "--policy", str(f["policy"]), "--output-dir", str(f["root"] / "out"), *more]  # fmt: skip
+    return [
+        "--suite", str(f["suite"]), "--golden", str(f["golden"]), "--seeds", str(SEEDS),
+        "--policy", str(f["policy"]), "--output-dir", str(f["root"] / "out"), *more,
+    ]  # fmt: skip
 
 
 def test_identical_candidate_passes_across_seeds_of_the_run(db_url, sql, demo_clip, gate_files):
@@ -104,8 +106,10 @@ def test_identical_candidate_passes_across_seeds_of_the_run(db_url, sql, demo_cl
     assert runs == [("pass", "done")] * 3
     # every (prompt, seed, side) made once, and the runs' seeds differ
     assert sql("SELECT max(generations), min(generations) FROM gate_items") == [(1, 1)]
-    seeds = sql("SELECT run_id, array_agg(seed ORDER BY key) FROM gate_items"
-                " WHERE side = 'candidate' AND source <> 'golden:smoke@1' GROUP BY run_id")  # fmt: skip
+    seeds = sql(
+        "SELECT run_id, array_agg(seed ORDER BY key) FROM gate_items"
+        " WHERE side = 'candidate' AND source <> 'golden:smoke@1' GROUP BY run_id"
+    )
     assert len({tuple(s) for _, s in seeds}) == 3
     # the gate marks the charts
     marks = sql("SELECT model_version, source, note FROM deploy_markers ORDER BY id")
