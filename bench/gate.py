@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="diffwatch-bench-gate-") as d:
         tmp = Path(d)
+        tmp.chmod(0o755)  # run as root, the embedded server runs as its own user: let it in
         url = args.database_url
         os.environ["DIFFWATCH_HOME"] = str(tmp / "home")
         os.environ["DIFFWATCH_IMAGE_ROOTS"] = str(tmp)
