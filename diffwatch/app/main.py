@@ -28,6 +28,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("alerts", "Alerts", "Dashboard", "alerts"),
     ("ratings", "Rating analytics", "Review", "ratings"),
     ("review", "Review queue", "Review", "review"),
+    ("compare", "Side-by-side", "Review", "compare"),
     ("my-ratings", "My ratings", "Review", "my_ratings"),
     ("admin", "Accounts & audit log", "Admin", "admin"),
 ]

@@ -30,6 +30,7 @@ PAGE_ROLES: dict[str, frozenset[str]] = {
     "ratings": STAFF,
     # review
     "review": EVERYONE,
+    "compare": EVERYONE,  # the gate's blind side-by-side: the review queue's raters
     "my-ratings": EVERYONE,
     # administration
     "admin": ADMIN,

@@ -82,8 +82,9 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "gate": LazyCommand(
         "diffwatch.cli.gate",
-        "Release gate: evaluate a candidate model against the baseline on paired prompts and "
-        "seeds, with a policy and an exit code for CI (docs/gate.md).",
+        "Release gate: evaluate a candidate pipeline against the baseline on paired prompts "
+        "and seeds (alignment, distribution, safety, golden sets, serving cost), with a policy "
+        "and an exit code for CI: 0 pass, 1 fail, 3 inconclusive, 2 error (docs/gate.md).",
     ),
 }
 

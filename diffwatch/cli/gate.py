@@ -154,6 +154,14 @@ def run_cmd(
     deployment: Annotated[
         str | None, typer.Option(help="The deploy marker's deployment (default: everywhere).")
     ] = None,
+    enqueue_pairs: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Then enqueue N of the run's pairs, a random sample seeded by "
+            "--base-seed, for raters' blind side-by-side votes (Side-by-side page).",
+        ),
+    ] = 0,
     lease_seconds: Lease = 600.0,
     device: Device = "auto",
     clip_model: ClipModel = DEFAULT_MODEL,
@@ -192,7 +200,7 @@ def run_cmd(
         opts.check()
     except ValueError as exc:
         raise fail(f"--batch-sizes/options: {exc}", 2) from None
-    _run(rt.conninfo, opts, as_json, report)
+    _run(rt.conninfo, opts, as_json, report, enqueue_pairs)
 
 
 def _label(label: str | None, pipeline: str | None, manifest: str | None, side: str) -> str:
@@ -202,13 +210,20 @@ def _label(label: str | None, pipeline: str | None, manifest: str | None, side: 
     return Path(src.rstrip("/")).name or src if src else side
 
 
-def _run(conninfo: str, opts: Any, as_json: bool, report: Path | None) -> None:
+def _run(conninfo: str, opts: Any, as_json: bool, report: Path | None, pairs: int = 0) -> None:
+    from diffwatch.gate.human import enqueue_pairs, fold_human
     from diffwatch.gate.run import run_gate
 
     try:
         summary = run_gate(conninfo, opts, progress=_progress(as_json))
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         raise fail(str(exc), 2) from None
+    if pairs:  # the run is stored: a pair that cannot be enqueued must not hide its verdict
+        try:
+            enqueue_pairs(conninfo, summary["run_id"], pairs, opts.base_seed)
+            summary = fold_human(conninfo, summary["run_id"])
+        except ValueError as exc:
+            typer.echo(f"--enqueue-pairs: {exc}", err=True)
     _exit_for(summary, as_json, report)
 
 
@@ -268,10 +283,12 @@ def report_cmd(
     as_json: AsJson = False,
     database_url: DbUrl = None,
 ) -> None:
-    """Print a finished run's verdict (and write its reports); exit with its code."""
+    """Print a finished run's verdict, raters' side-by-side votes so far folded in and
+    stored (and write its reports); exit with its code."""
     import psycopg
 
     from diffwatch.db.queries import gate as q
+    from diffwatch.gate.human import fold_human
 
     rt = runtime(database_url)
     with psycopg.connect(rt.conninfo) as conn:
@@ -281,7 +298,45 @@ def report_cmd(
     if row["status"] != "done":
         raise fail(f"gate run {run_id} is {row['status']}: {row['error'] or 'not finished'}; "
                    f"finish it with `diffwatch gate resume {run_id}`", 2)  # fmt: skip
-    _exit_for(dict(row["summary"]), as_json, report)
+    try:  # raters' votes since the run finished change the human metric and the verdict
+        summary = fold_human(rt.conninfo, run_id)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    _exit_for(summary, as_json, report)
+
+
+@app.command("enqueue")
+def enqueue_cmd(
+    run_id: Annotated[int, typer.Argument(help="A finished run (see `diffwatch gate list`).")],
+    pairs: Annotated[int, typer.Option(min=1, help="How many more of its pairs to enqueue.")],
+    seed: Annotated[int, typer.Option(min=0, help="Seeds the random sample of pairs.")] = 0,
+    votes_per_pair: Annotated[
+        int, typer.Option(min=1, max=50, help="Votes a pair wants before it stops being served.")
+    ] = 1,
+    as_json: AsJson = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Enqueue a random sample of a finished run's pairs for raters' blind side-by-side
+    votes (the Side-by-side page); `diffwatch gate report RUN` folds the votes in."""
+    import psycopg
+
+    from diffwatch.db.queries.gate_review import counts
+    from diffwatch.gate.human import enqueue_pairs
+
+    rt = runtime(database_url)
+    try:
+        added = enqueue_pairs(rt.conninfo, run_id, pairs, seed, votes_per_pair)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    with psycopg.connect(rt.conninfo) as conn:
+        c = counts(conn, run_id)
+    emit_summary(
+        {"run_id": run_id, "enqueued": added, "pairs": c.pairs, "rated_pairs": c.rated_pairs,
+         "votes": c.votes},
+        as_json,
+        f"gate run {run_id}: {added} pairs enqueued ({c.pairs} in all, {c.rated_pairs} rated, "
+        f"{c.votes} votes)",
+    )  # fmt: skip
 
 
 @app.command("list")

@@ -1,4 +1,4 @@
-"""Typed models of the release gate's tables (``diffwatch.gate``); migration 0015."""
+"""Typed models of the release gate's tables (``diffwatch.gate``); migrations 0015 and 0016."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     LargeBinary,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -30,7 +33,9 @@ class GateRun(Base):
     __tablename__ = "gate_runs"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(Text)  # running, done, failed
     verdict: Mapped[str | None] = mapped_column(Text)  # pass, fail, inconclusive
@@ -62,6 +67,11 @@ class GateChunk(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     done_by: Mapped[str | None] = mapped_column(Text)
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # workers look for a run's pending chunks; done ones are most of the table
+    __table_args__ = (
+        Index("ix_gate_chunks_pending", "run_id", postgresql_where=text("status = 'pending'")),
+    )
 
 
 class GateItem(Base):
@@ -97,4 +107,62 @@ class GateItem(Base):
             ["gate_chunks.run_id", "gate_chunks.chunk", "gate_chunks.side"],
             ondelete="CASCADE",
         ),
+        Index("ix_gate_items_chunk", "run_id", "chunk", "side"),
+    )
+
+
+# Human side-by-side (migration 0016). The migration's CHECKs list the same values.
+PAIR_SIDES: tuple[str, ...] = ("candidate", "baseline")
+VOTES: tuple[str, ...] = ("left", "same", "right")
+
+
+class GatePair(Base):
+    """A pair of a finished run sampled for human raters: the prompt, both sides' images
+    (and NSFW flags, so the page can blur), and how many votes it wants before it closes."""
+
+    __tablename__ = "gate_pairs"
+
+    run_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("gate_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    candidate_uri: Mapped[str] = mapped_column(Text)
+    baseline_uri: Mapped[str] = mapped_column(Text)
+    candidate_nsfw: Mapped[bool | None] = mapped_column(Boolean)
+    baseline_nsfw: Mapped[bool | None] = mapped_column(Boolean)
+    required_votes: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    enqueued_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (CheckConstraint("required_votes >= 1", name="required_votes"),)
+
+
+class GateVote(Base):
+    """One rater's blinded vote on one pair: the side they were shown on the left and
+    whether they preferred the left image, the right one, or neither (``same``).
+
+    Raters are named by username, as in the review queue (a snapshot that outlives the
+    account); ``rater_id`` becomes NULL when the account is removed."""
+
+    __tablename__ = "gate_votes"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    rater_username: Mapped[str] = mapped_column(Text, primary_key=True)
+    rater_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    left_side: Mapped[str] = mapped_column(Text)  # candidate, baseline
+    vote: Mapped[str] = mapped_column(Text)  # left, same, right
+    voted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "key"], ["gate_pairs.run_id", "gate_pairs.key"], ondelete="CASCADE"
+        ),
+        CheckConstraint("left_side IN ('candidate', 'baseline')", name="left_side"),
+        CheckConstraint("vote IN ('left', 'same', 'right')", name="vote"),
+        Index(None, "rater_username", "voted_at"),
     )

@@ -145,8 +145,7 @@ def human_metric(votes: Iterable[Mapping[str, Any]], policy: GatePolicy) -> dict
         "name": "human", "title": "Human side-by-side", "verdict": verdict, "blocks": h.blocks,
         "estimate": None, "low": None, "high": None, "unit": "candidate win rate",
         "threshold": h.min_win_rate,
-        "rule": f"candidate win rate ≥ {h.min_win_rate:g} (ties ½) over ≥ {h.min_pairs} "
-        "rated pairs",
+        "rule": f"win rate ≥ {h.min_win_rate:g} (ties ½), from {h.min_pairs} rated pairs",
         "n": t.rated_pairs, "votes": t.votes, "raters": t.raters,
         "counts": {"candidate": t.candidate, "same": t.same, "baseline": t.baseline},
     }  # fmt: skip

@@ -113,7 +113,7 @@ def test_login_survives_a_reload_and_a_rater_sees_only_the_review_pages(
     db_url: str, conninfo: str, tmp_path: Path
 ) -> None:
     """The real browser: the login page for strangers, the session cookie across reloads,
-    a rater's two-page navigation, typed URLs of other pages, and logging out."""
+    a rater's three-page navigation, typed URLs of other pages, and logging out."""
     from playwright.sync_api import sync_playwright
 
     seed(conninfo, tmp_path / "images")
@@ -130,13 +130,13 @@ def test_login_survives_a_reload_and_a_rater_sees_only_the_review_pages(
         cookie = {c["name"]: c for c in page.context.cookies()}["diffwatch_session"]
         assert cookie["sameSite"] == "Strict" and len(cookie["value"]) >= 40
         links = page.locator("[data-testid='stSidebarNavLink']")
-        assert sorted(links.all_inner_texts()) == ["My ratings", "Review queue"]
+        assert sorted(links.all_inner_texts()) == ["My ratings", "Review queue", "Side-by-side"]
         for path in ("cost", "admin", "ratings", "overview"):
             page.goto(f"{base}/{path}", wait_until="networkidle")  # a reload: new session
             page.get_by_text("Logged in as rita (rater)").wait_for(timeout=60_000)
             page.get_by_text(f"Not allowed: page '{path}'").wait_for(timeout=60_000)
             assert page.get_by_role("heading").count() == 0, path  # nothing of the page
-            assert page.locator("[data-testid='stSidebarNavLink']").count() == 2, path
+            assert page.locator("[data-testid='stSidebarNavLink']").count() == 3, path
         page.get_by_role("button", name="Log out").click()
         page.get_by_text("You are logged out.").wait_for(timeout=60_000)
         page.wait_for_timeout(500)

@@ -189,8 +189,8 @@ def test_a_rater_typing_another_page_address_is_refused(conninfo, monkeypatch):
 
 
 @pytest.mark.parametrize(("role", "pages"), [
-    ("ops", [*DASHBOARD, "review", "my-ratings"]),
-    ("admin", [*DASHBOARD, "review", "my-ratings", "admin"]),
+    ("ops", [*DASHBOARD, "review", "compare", "my-ratings"]),
+    ("admin", [*DASHBOARD, "review", "compare", "my-ratings", "admin"]),
 ])  # fmt: skip
 def test_staff_open_their_pages_and_ops_not_admin(role, pages, conninfo, monkeypatch) -> None:
     from diffwatch.app.main import PAGES
