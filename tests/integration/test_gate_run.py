@@ -228,3 +228,51 @@ def test_malformed_policy_and_manifest_are_clear_errors(
     )  # fmt: skip
     assert code == 2 and "cand.jsonl" in out and "line 2" in out, out
     assert sql("SELECT count(*) FROM gate_runs") == [(0,)]
+
+
+def test_production_sample_takes_logged_prompts_stratified_by_version_and_sampler(
+    db_url, conninfo, sql, demo_clip, gate_files, tmp_path
+):
+    from datetime import UTC, datetime, timedelta
+
+    from diffwatch.collectors.logs.collector import LogCollector
+
+    now = datetime.now(UTC)
+    records = []
+    # a busy version on one sampler, and a rare version and a rare sampler
+    for i in range(40):
+        version, sampler = (
+            ("v1", "DDIM") if i < 36 else (("v2", "DDIM") if i < 38 else ("v1", "Euler a"))
+        )
+        records.append({
+            "request_id": f"r{i}", "timestamp": (now - timedelta(minutes=i + 1)).isoformat(),
+            "model": "sd15", "model_version": version, "prompt": f"a lighthouse number {i}",
+            "status": "ok", "sampler": sampler, "steps": 4, "cfg_scale": 7.0, "seed": 100 + i,
+            "width": 64, "height": 64,
+        })  # fmt: skip
+    records.append(
+        {**records[0], "request_id": "old", "timestamp": (now - timedelta(days=9)).isoformat()}
+    )
+    records.append({**records[0], "request_id": "noseed", "seed": None})
+    log = tmp_path / "gen.jsonl"
+    log.write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if v is not None}) + "\n" for r in records)
+    )
+    LogCollector(conninfo, [str(log)]).run_once()
+    f = gate_files
+    code, s, out = gate(
+        db_url, demo_clip, "--candidate", str(f["base"]), "--baseline", str(f["base"]),
+        "--production-sample", "6", "--policy", str(f["policy"]),
+        "--output-dir", str(f["root"] / "out-p"),
+    )  # fmt: skip
+    assert code in (0, 3), out  # 6 pairs cannot pass every margin; nothing may fail
+    assert s["pairs_compared"] == 6
+    rows = sql(
+        "SELECT key, seed, category, params->>'sampler' FROM gate_items"
+        " WHERE run_id = %s AND side = 'baseline'", (s["run_id"],)
+    )  # fmt: skip
+    keys = {r[0] for r in rows}
+    assert "prod-old" not in keys and "prod-noseed" not in keys  # outside the window; no seed
+    assert {r[2] for r in rows} == {"production:v1", "production:v2"}
+    assert {r[3] for r in rows} == {"DDIM", "Euler a"}  # the rare sampler is not crowded out
+    assert {r[1] for r in rows} <= {100 + i for i in range(40)}  # the logged seeds
