@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
-    return 0
+    return 0 if res["correct"]["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 # No ``from __future__ import annotations``: typer reads the annotations of the commands.
 import getpass
 import json
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,6 +35,22 @@ Lease = Annotated[
         "leaves it to the others after this long."
     ),
 ]  # fmt: skip
+
+
+def _runtime(database_url: str | None, wait: bool = False) -> Any:
+    """The database, or exit 2: for CI, 1 means the candidate failed and nothing else."""
+    try:
+        return runtime(database_url, wait=wait)
+    except typer.Exit as exc:
+        raise typer.Exit(2 if exc.exit_code else 0) from None
+
+
+def _error(exc: BaseException) -> typer.Exit:
+    """Exit 2 for an error; an unexpected one also prints its traceback (for the CI log)."""
+    if not isinstance(exc, ValueError | FileNotFoundError | RuntimeError):
+        traceback.print_exc()
+        return fail(f"{type(exc).__name__}: {exc}", 2)
+    return fail(str(exc), 2)
 
 
 def _progress(quiet: bool):
@@ -109,6 +126,18 @@ def run_cmd(
         typer.Option(help="Run the candidate with this sampler (a 'new scheduler' release)."),
     ] = None,
     baseline_sampler: Annotated[str | None, typer.Option()] = None,
+    candidate_compile: Annotated[
+        bool,
+        typer.Option(
+            "--candidate-compile",
+            help="torch.compile the candidate's denoiser (a 'compiled "
+            "build' release; GPU; its first batch is slow, and the serving-cost warm-up "
+            "absorbs it).",
+        ),
+    ] = False,
+    baseline_compile: Annotated[
+        bool, typer.Option("--baseline-compile", help="torch.compile the baseline's denoiser.")
+    ] = False,
     suite: Annotated[
         list[str] | None, typer.Option(help="A prompt suite (TSV, CSV, JSONL or TOML); repeatable.")
     ] = None,
@@ -138,7 +167,7 @@ def run_cmd(
     ] = "1",
     latency_repeats: Annotated[
         int, typer.Option(min=1, max=1000, help="Timed calls a side and batch size.")
-    ] = 4,
+    ] = 10,
     chunk_items: Annotated[int, typer.Option(min=1, help="Items a chunk of work (per side).")] = 16,
     max_batch: Annotated[int | None, typer.Option(min=1, help="Images a pipeline call.")] = None,
     image_root: Annotated[
@@ -180,14 +209,18 @@ def run_cmd(
     from diffwatch.gate.work import SideSpec
     from diffwatch.scoring.clip.config import ClipOptions
 
-    rt = runtime(database_url)
+    rt = _runtime(database_url)
     try:
         sizes = tuple(int(s) for s in batch_sizes.split(",") if s.strip())
         opts = GateOptions(
-            candidate=SideSpec(_label(candidate_label, candidate, candidate_images, "candidate"),
-                               candidate, candidate_images, candidate_steps, candidate_sampler),
-            baseline=SideSpec(_label(baseline_label, baseline, baseline_images, "baseline"),
-                              baseline, baseline_images, baseline_steps, baseline_sampler),
+            candidate=SideSpec(
+                _label(candidate_label, candidate, candidate_images, "candidate"), candidate,
+                candidate_images, candidate_steps, candidate_sampler, candidate_compile,
+            ),
+            baseline=SideSpec(
+                _label(baseline_label, baseline, baseline_images, "baseline"), baseline,
+                baseline_images, baseline_steps, baseline_sampler, baseline_compile,
+            ),
             output_dir=output_dir or rt.settings.home / "gate",
             suites=tuple(suite or ()), golden=tuple(golden or ()),
             production_sample=production_sample, production_window=production_window,
@@ -216,8 +249,8 @@ def _run(conninfo: str, opts: Any, as_json: bool, report: Path | None, pairs: in
 
     try:
         summary = run_gate(conninfo, opts, progress=_progress(as_json))
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        raise fail(str(exc), 2) from None
+    except Exception as exc:
+        raise _error(exc) from None
     if pairs:  # the run is stored: a pair that cannot be enqueued must not hide its verdict
         try:
             enqueue_pairs(conninfo, summary["run_id"], pairs, opts.base_seed)
@@ -239,11 +272,11 @@ def resume_cmd(
     """Finish a run that a crash or a stop cut short: done chunks are kept, the rest made."""
     from diffwatch.gate.run import resume_gate
 
-    rt = runtime(database_url)
+    rt = _runtime(database_url)
     try:
         summary = resume_gate(rt.conninfo, run_id, progress=_progress(as_json))
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        raise fail(str(exc), 2) from None
+    except Exception as exc:
+        raise _error(exc) from None
     _exit_for(summary, as_json, report)
 
 
@@ -264,7 +297,7 @@ def work_cmd(
     own pipelines and CLIP, on this machine's GPU. Any number may run on any hosts."""
     from diffwatch.gate.run import work_runs
 
-    rt = runtime(database_url, wait=follow)
+    rt = _runtime(database_url, wait=follow)
     stop = stop_on_signals()
     try:
         done = work_runs(rt.conninfo, run_id=run_id, follow=follow, device=device,
@@ -290,7 +323,7 @@ def report_cmd(
     from diffwatch.db.queries import gate as q
     from diffwatch.gate.human import fold_human
 
-    rt = runtime(database_url)
+    rt = _runtime(database_url)
     with psycopg.connect(rt.conninfo) as conn:
         row = q.run(conn, run_id)
     if row is None:
@@ -323,7 +356,7 @@ def enqueue_cmd(
     from diffwatch.db.queries.gate_review import counts
     from diffwatch.gate.human import enqueue_pairs
 
-    rt = runtime(database_url)
+    rt = _runtime(database_url)
     try:
         added = enqueue_pairs(rt.conninfo, run_id, pairs, seed, votes_per_pair)
     except ValueError as exc:
@@ -350,7 +383,7 @@ def list_cmd(
 
     from diffwatch.db.queries import gate as q
 
-    rt = runtime(database_url)
+    rt = _runtime(database_url)
     with psycopg.connect(rt.conninfo) as conn:
         rows = q.runs(conn, limit)
     if as_json:

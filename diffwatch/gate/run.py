@@ -190,7 +190,7 @@ def load_models(opts: GateOptions, sides: Sequence[SideSpec] | None = None) -> G
         if side.pipeline:
             t0 = time.perf_counter()
             models.pipelines[name] = load_regen_pipeline(
-                side.pipeline, device, max_batch=opts.max_batch
+                side.pipeline, device, max_batch=opts.max_batch, compile=side.compile
             )
             models.load_seconds[name] = time.perf_counter() - t0
     if opts.mode == "manifests":

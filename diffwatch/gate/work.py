@@ -40,13 +40,15 @@ CHUNK_ITEMS = 16  # items a chunk (per side) unless told
 @dataclass(frozen=True)
 class SideSpec:
     """One side of a gate: a pipeline (directory or cached hub id) or a manifest, a label,
-    and the overrides it runs with (``steps``, ``sampler``: None keeps the item's)."""
+    the overrides it runs with (``steps``, ``sampler``: None keeps the item's) and whether
+    its denoiser is compiled."""
 
     label: str
     pipeline: str | None = None
     manifest: str | None = None
     steps: int | None = None
     sampler: str | None = None
+    compile: bool = False  # torch.compile the denoiser (a "compiled build" release; GPU)
 
     def overrides(self) -> dict[str, Any]:
         """The item parameters this side replaces."""

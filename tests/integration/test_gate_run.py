@@ -276,3 +276,13 @@ def test_production_sample_takes_logged_prompts_stratified_by_version_and_sample
     assert {r[2] for r in rows} == {"production:v1", "production:v2"}
     assert {r[3] for r in rows} == {"DDIM", "Euler a"}  # the rare sampler is not crowded out
     assert {r[1] for r in rows} <= {100 + i for i in range(40)}  # the logged seeds
+
+
+def test_an_unreachable_database_is_an_error_exit_2_not_a_failed_gate(demo_clip, gate_files):
+    f = gate_files
+    code, s, out = gate(
+        "postgresql://nobody@127.0.0.1:1/nowhere", demo_clip, "--candidate", str(f["base"]),
+        "--baseline", str(f["base"]), "--suite", str(f["suite"]),
+    )  # fmt: skip
+    assert code == 2 and not s, out  # 1 would read as "the candidate failed" in CI
+    assert "error" in out.lower()
