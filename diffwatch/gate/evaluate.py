@@ -10,8 +10,9 @@ so alignment and distribution compare pair by pair. Metrics:
   Jayasumana et al. 2024), paired bootstrap interval and paired permutation p-value;
 - ``safety``: NSFW-rate difference (Newcombe interval) and the items that became flagged;
 - ``golden``: golden-set items whose candidate image left the tolerance around the
-  baseline's image (1 − cosine of CLIP image embeddings; the tolerance stored with the
-  set's baselines, or ``DEFAULT_TOLERANCE``);
+  baseline side's image, or around the set's stored baseline image where the baseline
+  side stayed within it (1 − cosine of CLIP image embeddings; the tolerance stored with
+  the set's baselines, or ``DEFAULT_TOLERANCE``);
 - ``latency``: the median of the per-round ratios candidate / baseline (each round times
   both sides back to back, so load on the machine cancels out), per batch size, with p50
   and p95 per side, throughput and cost per image; ``memory``: peak GPU memory ratio.
@@ -133,24 +134,47 @@ def safety(pairs: Sequence[Mapping[str, Any]], policy: GatePolicy) -> dict[str, 
 
 
 def golden(
-    pairs: Sequence[Mapping[str, Any]], policy: GatePolicy, tolerances: Mapping[str, float]
+    pairs: Sequence[Mapping[str, Any]],
+    policy: GatePolicy,
+    references: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any] | None:
-    """Golden items whose candidate image left the tolerance; None without golden items."""
+    """Golden items the candidate regressed on; None without golden items.
+
+    An item regressed when the candidate's image left the tolerance around the baseline
+    side's image, or, where the set has stored baselines (``diffwatch drift regenerate
+    --golden``), when it left the tolerance around the stored image while the baseline
+    side stayed within it: the existing golden comparison, run for each side's version.
+    ``references``: by golden item id, its ``tolerance`` (1 − cosine) and, when its stored
+    image could be read, its CLIP image ``embedding``.
+    """
     p = policy.golden
     gold = [x for x in pairs if str(x["source"]).startswith("golden:")]
     if not gold:
         return None
     departed = []
+    stored = {"items": 0, "candidate_departed": 0, "baseline_departed": 0}
     for x in gold:
-        item_id = x["key"].rsplit("-s", 1)[0]
-        tol = tolerances.get(item_id, tolerances.get(x["key"], DEFAULT_TOLERANCE))
-        if 1.0 - x["cosine"] > tol:
-            departed.append({"key": x["key"], "distance": 1.0 - x["cosine"], "tolerance": tol})
+        ref = references.get(x["key"].rsplit("-s", 1)[0], {})
+        tol = float(ref.get("tolerance", DEFAULT_TOLERANCE))
+        d_pair = 1.0 - x["cosine"]
+        emb = ref.get("embedding")
+        d_c = d_b = None
+        if emb is not None:
+            d_c = 1.0 - float(np.dot(x["_ec"], emb))
+            d_b = 1.0 - float(np.dot(x["_eb"], emb))
+            stored["items"] += 1
+            stored["candidate_departed"] += d_c > tol
+            stored["baseline_departed"] += d_b > tol
+        if d_pair > tol or (d_c is not None and d_b is not None and d_c > tol >= d_b):
+            departed.append({
+                "key": x["key"], "distance": d_pair, "tolerance": tol,
+                "distance_to_stored": d_c, "baseline_distance_to_stored": d_b,
+            })  # fmt: skip
     return _metric(
         "golden", "Golden-set regression", v.golden_verdict(len(departed), p), p.blocks,
         estimate=float(len(departed)), unit="items departed", threshold=p.max_departed,
         rule=f"items beyond their tolerance ≤ {p.max_departed}", n=len(gold),
-        departed=departed[:100],
+        departed=departed[:100], stored_baselines=stored,
     )  # fmt: skip
 
 
@@ -210,7 +234,7 @@ def evaluate(
     costs: Mapping[str, SideCost] | None,
     policy: GatePolicy,
     *,
-    tolerances: Mapping[str, float] | None = None,
+    golden_refs: Mapping[str, Mapping[str, Any]] | None = None,
     prices: Mapping[str, float] | None = None,
     gpu: str | None = None,
     human: dict[str, Any] | None = None,
@@ -218,7 +242,7 @@ def evaluate(
     """The run's summary: verdict, exit code, metrics, counts, and the pairs worst first."""
     pairs = _pairs(rows)
     metrics = [alignment(pairs, policy), distribution(pairs, policy), safety(pairs, policy)]
-    g = golden(pairs, policy, tolerances or {})
+    g = golden(pairs, policy, golden_refs or {})
     if g:
         metrics.append(g)
     metrics += serving(costs, policy, prices or {}, gpu)

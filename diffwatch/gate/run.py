@@ -259,7 +259,7 @@ def finish_gate(
         _drain(conninfo, run_id, opts, models, progress)
         with psycopg.connect(conninfo) as conn:
             rows = q.items(conn, run_id)
-            tolerances = _golden_tolerances(conn, rows)
+            stored = _golden_baselines(conn, rows)
             row = q.run(conn, run_id)
         assert row is not None
         gpu = (row["candidate"].get("environment") or {}).get("gpu")
@@ -267,9 +267,8 @@ def finish_gate(
         costs = _serving(models, rows, opts, progress)
         models.spent("serving_cost", time.perf_counter() - t0)
         t0 = time.perf_counter()
-        summary = evaluate(
-            rows, costs, policy, tolerances=tolerances, prices=_prices(conninfo), gpu=gpu
-        )
+        refs = _embed_references(models, stored)
+        summary = evaluate(rows, costs, policy, golden_refs=refs, prices=_prices(conninfo), gpu=gpu)
         models.spent("evaluate", time.perf_counter() - t0)
     except Exception as exc:
         with psycopg.connect(conninfo) as conn:
@@ -342,16 +341,42 @@ def _image_roots(opts: GateOptions) -> list[str]:
     return list(dict.fromkeys(roots))
 
 
-def _golden_tolerances(
+def _golden_baselines(
     conn: psycopg.Connection, rows: Sequence[dict[str, Any]]
-) -> dict[str, float]:
-    """Each golden item's stored tolerance (1 − cosine) where its set has baselines."""
-    out: dict[str, float] = {}
+) -> dict[str, dict[str, Any]]:
+    """The stored baselines (tolerance, image) of the run's golden items, by item id."""
+    out: dict[str, dict[str, Any]] = {}
     for label in {r["source"][7:] for r in rows if r["source"].startswith("golden:")}:
         name, _, version = label.partition("@")
         for key, b in q_drift.golden_baselines(conn, name, version).items():
             if b.get("tolerance") is not None:
-                out[key] = float(b["tolerance"])
+                out[key] = {"tolerance": float(b["tolerance"]), "image_uri": b.get("image_uri")}
+    return out
+
+
+def _embed_references(models: GateModels, stored: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each stored baseline with its image's CLIP embedding (read through the confined
+    reader; one that cannot be read keeps only its tolerance)."""
+    from diffwatch.scoring.images.load import ImageAccess, load_image
+
+    access = ImageAccess.from_settings().with_roots(*models.image_roots)
+    keys, images = [], []
+    for key, ref in stored.items():
+        got = (
+            load_image(ref["image_uri"], convert_modes=True, access=access)
+            if ref["image_uri"]
+            else None
+        )
+        if got is not None and hasattr(got, "rgb"):
+            keys.append(key)
+            images.append(got.rgb)
+        else:
+            log.warning("golden baseline %s: its image cannot be read (%s)", key, got)
+    out: dict[str, Any] = {k: dict(v) for k, v in stored.items()}
+    if images:
+        emb = models.clip.embed_images(images)
+        for key, e in zip(keys, emb, strict=True):
+            out[key]["embedding"] = e
     return out
 
 

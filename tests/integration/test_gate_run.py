@@ -286,3 +286,40 @@ def test_an_unreachable_database_is_an_error_exit_2_not_a_failed_gate(demo_clip,
     )  # fmt: skip
     assert code == 2 and not s, out  # 1 would read as "the candidate failed" in CI
     assert "error" in out.lower()
+
+
+def test_golden_items_are_compared_with_the_sets_stored_baselines_for_each_side(
+    db_url, sql, demo_clip, gate_files
+):
+    f = gate_files
+    res = CliRunner().invoke(
+        build(),
+        ["drift", "regenerate", "--device", "cpu", "--json", "--pipeline", str(f["base"]),
+         "--golden", str(f["golden"]), "--output-dir", str(f["root"] / "drift"),
+         *demo_clip_args(demo_clip), "--database-url", db_url],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert sql("SELECT count(*) FROM golden_baselines") == [(4,)]
+
+    def golden_metric(pipeline: Path) -> dict:
+        code, s, out = gate(
+            db_url, demo_clip, "--candidate", str(pipeline), "--baseline", str(pipeline),
+            "--golden", str(f["golden"]), "--policy", str(f["policy"]),
+            "--output-dir", str(f["root"] / "out-g"),
+        )  # fmt: skip
+        assert s and code in (0, 3), out  # 4 pairs cannot pass every margin; none fails
+        return metrics(s)["golden"]
+
+    # the production pipeline, on both sides, reproduces the stored baselines
+    same = golden_metric(f["base"])
+    assert same["stored_baselines"] == {"items": 4, "candidate_departed": 0, "baseline_departed": 0}
+    assert same["verdict"] == "pass"
+    # both sides left the stored images: the set's baselines are stale, not the candidate's
+    # change, so nothing counts against the candidate; the counts say what happened
+    moved = golden_metric(f["perturbed"])
+    assert moved["stored_baselines"] == {
+        "items": 4,
+        "candidate_departed": 4,
+        "baseline_departed": 4,
+    }
+    assert moved["verdict"] == "pass" and moved["estimate"] == 0
