@@ -295,7 +295,9 @@ def test_each_verdict_has_its_own_box_and_human_votes_show(
     conninfo, gate_db, monkeypatch, verdict, box
 ) -> None:
     human = {"name": "human", "title": "Human preference", "verdict": "inconclusive",
-             "blocks": False, "note": "needs 38 more rated pairs (12 of 50)"}  # fmt: skip
+             "blocks": False, "note": "needs 38 more rated pairs (12 of 50)",
+             "estimate": 0.625, "low": 0.35, "high": 0.85, "n": 12, "votes": 12, "raters": 2,
+             "counts": {"candidate": 6, "same": 3, "baseline": 3}}  # fmt: skip
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(
             "UPDATE gate_runs SET verdict = %s, summary = jsonb_set(jsonb_set(summary,"
@@ -310,6 +312,10 @@ def test_each_verdict_has_its_own_box_and_human_votes_show(
     texts = _texts(at)
     assert "Human side-by-side: ? inconclusive (needs 38 more rated pairs (12 of 50))" in texts
     assert "Human side-by-side: not enqueued" not in texts
+    assert (
+        "Candidate win rate 62.5% (95% 35.0%–85.0%) over 12 rated pairs, 12 votes by 2 raters:"
+        " candidate better 6, same 3, baseline better 3"
+    ) in texts
 
 
 def test_a_sparse_or_malformed_summary_still_draws(conninfo, monkeypatch) -> None:

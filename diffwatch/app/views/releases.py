@@ -228,6 +228,14 @@ def _human(summary: dict[str, Any]) -> None:
         return
     note = f" ({h['note']})" if h.get("note") else ""
     st.text(f"Human side-by-side: {rd.verdict_mark(h.get('verdict'))}{note}")
+    counts = h.get("counts") or {}
+    if isinstance(h.get("estimate"), int | float) and isinstance(counts, dict):
+        st.text(
+            f"Candidate win rate {h['estimate']:.1%} (95% {h.get('low', 0):.1%}–"
+            f"{h.get('high', 1):.1%}) over {h.get('n', 0)} rated pairs, {h.get('votes', 0)} "
+            f"votes by {h.get('raters', 0)} raters: candidate better {counts.get('candidate', 0)}, "
+            f"same {counts.get('same', 0)}, baseline better {counts.get('baseline', 0)}"
+        )
 
 
 def _latency(summary: dict[str, Any]) -> None:
