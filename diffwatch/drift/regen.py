@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -123,12 +123,13 @@ def with_conn(retry: OutageRetry, conninfo: str, fn: Callable[[psycopg.Connectio
     return retry(step)
 
 
-def _request(item: Item) -> RegenRequest:
+def regen_request(key: str, p: Mapping[str, Any]) -> RegenRequest:
+    """The engine's request for ``key`` from a mapping of prompt, seed and the optional
+    parameters (sampler, steps, cfg_scale, width, height, negative_prompt)."""
     from diffwatch.drift.regenerate import RegenRequest
 
-    p = item.params
     return RegenRequest(
-        key=item.key,
+        key=key,
         prompt=p["prompt"],
         seed=int(p["seed"]),
         sampler=p.get("sampler"),
@@ -158,7 +159,7 @@ def generate(
         ctx.progress(stage, 0, len(items))
     regen = Regenerator(ctx.pipeline, max_batch=max_batch)
     out: dict[str, RegenOutcome] = {}
-    for outcome in regen.run([_request(i) for i in items], progress=tick):
+    for outcome in regen.run([regen_request(i.key, i.params) for i in items], progress=tick):
         out[outcome.key] = outcome
         if ctx.stop.is_set():
             break

@@ -85,20 +85,16 @@ def worker_name() -> str:
 
 
 def _requests(items: Sequence[dict[str, Any]], overrides: dict[str, Any]) -> list[Any]:
-    from diffwatch.drift.regenerate import RegenRequest
+    """The engine's requests for a chunk's items, with the side's overrides applied."""
+    from diffwatch.drift.regen import regen_request
 
-    out = []
-    for it in items:
-        p = {**(it["params"] or {}), **overrides}
-        out.append(
-            RegenRequest(
-                key=it["key"], prompt=it["prompt"], seed=int(it["seed"]),
-                sampler=p.get("sampler"), steps=p.get("steps"), cfg_scale=p.get("cfg_scale"),
-                width=p.get("width"), height=p.get("height"),
-                negative_prompt=p.get("negative_prompt"),
-            )
-        )  # fmt: skip
-    return out
+    return [
+        regen_request(
+            it["key"],
+            {**(it["params"] or {}), **overrides, "prompt": it["prompt"], "seed": it["seed"]},
+        )
+        for it in items
+    ]
 
 
 def _generate(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass
 from statistics import NormalDist
 
 import pytest
 
+from diffwatch.db.queries.gate_review import PairToRate
 from diffwatch.gate.pairs import blind, human_metric, left_side, outcome, sample_pairs, tally
 from diffwatch.gate.policy import GatePolicy, HumanPolicy
 
@@ -58,20 +58,11 @@ def test_bad_sides_and_votes_are_refused() -> None:
         outcome("candidate", "up")
 
 
-@dataclass
-class Pair:
-    run_id: int
-    key: str
-    prompt: str
-    candidate_uri: str
-    baseline_uri: str
-    candidate_nsfw: bool | None
-    baseline_nsfw: bool | None
-
-
 def test_a_blinded_pair_has_the_candidate_where_left_side_says() -> None:
     for key in KEYS[:30]:
-        p = Pair(5, key, "a cat", f"/c/{key}.png", f"/b/{key}.png", True, None)
+        p = PairToRate(
+            5, key, "a cat", f"/c/{key}.png", f"/b/{key}.png", True, None, votes=0, required_votes=1
+        )
         for r in RATERS[:5]:
             b = blind(p, r)
             fields = set(vars(b) if hasattr(b, "__dict__") else b.__slots__)
