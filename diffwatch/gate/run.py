@@ -80,6 +80,14 @@ class GateOptions:
                 "no prompts: pass --suite FILE (TSV, CSV, JSONL or TOML), --golden FILE "
                 "or --production-sample N"
             )
+        from diffwatch.model.deploy_markers import make_marker
+
+        now = datetime.now(UTC)
+        for side in (self.candidate, self.baseline):
+            try:  # the run ends with a deploy marker: refuse a label it would refuse, now
+                make_marker(side.label, at=now, now=now, deployment=self.deployment)
+            except ValueError as exc:
+                raise ValueError(f"--{side_name(side, self)}-label: {exc}") from None
         if self.seeds < 1:
             raise ValueError(f"--seeds must be at least 1, got {self.seeds}")
         if self.chunk_items < 1:
@@ -90,6 +98,11 @@ class GateOptions:
         d = asdict(self)
         d["output_dir"] = str(self.output_dir)
         return d
+
+
+def side_name(side: SideSpec, opts: GateOptions) -> str:
+    """``candidate`` or ``baseline``: which of ``opts``' sides ``side`` is."""
+    return "candidate" if side is opts.candidate else "baseline"
 
 
 def _item_dict(it: Any) -> dict[str, Any]:
