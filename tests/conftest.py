@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,70 @@ def migrated_url(empty_db_factory) -> str:
 @pytest.fixture
 def db_url(migrated_url: str) -> str:
     """The migrated database with every table emptied before the test."""
+    return _emptied(migrated_url)
+
+
+def _has_extension(admin_url: str, name: str) -> bool:
+    with psycopg.connect(raw_conninfo(admin_url), autocommit=True) as conn:
+        row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,))
+        return row.fetchone() is not None
+
+
+@contextlib.contextmanager
+def _private_cluster(prefix: str, without: tuple[str, ...] = ()) -> Iterator[str]:
+    """A private cluster of the embedded server's binaries; yields its admin URL."""
+    import shutil
+    import tempfile
+
+    from tests.pgcluster import TempCluster
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        c = TempCluster(root, without_extensions=without)
+        c.start()
+        c.wait_ready()
+        yield c.url
+        c.destroy()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def vector_admin_url(pg_admin_url: str) -> Iterator[str]:
+    """A maintenance database on a real server with pgvector: the test server when it has
+    the extension, else a private cluster of the embedded server's binaries (pgserver ships
+    pgvector), one per test process."""
+    if _has_extension(pg_admin_url, "vector"):
+        yield pg_admin_url
+        return
+    with _private_cluster("diffwatch-vector-") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def vector_migrated_url(vector_admin_url: str) -> str:
+    """This worker's database on the pgvector server, migrated to head once per session."""
+    url = _create_database(vector_admin_url, f"dwtest_{os.getpid()}_vector")
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def vector_db_url(vector_migrated_url: str) -> str:
+    """A migrated database with pgvector and the embedding tables, emptied before the test."""
+    return _emptied(vector_migrated_url)
+
+
+@pytest.fixture(scope="session")
+def novector_admin_url() -> Iterator[str]:
+    """A maintenance database on a real server that has no pgvector (the embedded server's
+    binaries with the extension's files removed), one per test process."""
+    with _private_cluster("diffwatch-novector-", without=("vector",)) as url:
+        yield url
+
+
+def _emptied(migrated_url: str) -> str:
+    """``migrated_url`` with every table but Alembic's emptied."""
     with psycopg.connect(raw_conninfo(migrated_url), autocommit=True) as conn:
         tables = [
             r[0]

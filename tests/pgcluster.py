@@ -49,13 +49,30 @@ def _free_port() -> int:
     raise RuntimeError("no free port between 20000 and 32000 for a test cluster")
 
 
+def _install_without(install: Path, dest: Path, extensions: tuple[str, ...]) -> Path:
+    """A copy of the server install (hard links, so it costs no space) from which the named
+    extensions are removed: a real server that lacks them, as a packaged one may."""
+    # The binaries find their libraries at $ORIGIN/../../../pgserver.libs: keep that layout.
+    dest = dest / "pgserver" / install.name
+    shutil.copytree(install, dest, copy_function=os.link, symlinks=True)
+    (dest.parent.parent / "pgserver.libs").symlink_to(install.parent.parent / "pgserver.libs")
+    for ext in extensions:
+        for f in [*dest.rglob(f"{ext}.control"), *dest.rglob(f"{ext}--*.sql"),
+                  *dest.rglob(f"{ext}.so")]:  # fmt: skip
+            f.unlink()
+    return dest
+
+
 class TempCluster:
     """initdb + pg_ctl on 127.0.0.1 at a free port; ``url`` reaches the ``postgres`` db."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, without_extensions: tuple[str, ...] = ()) -> None:
         from pgserver._commands import POSTGRES_BIN_PATH
 
         self.bin = POSTGRES_BIN_PATH
+        if without_extensions:
+            self.bin = _install_without(POSTGRES_BIN_PATH.parent, root / "pginstall",
+                                        without_extensions) / "bin"  # fmt: skip
         self.pgdata = root / "pgdata"
         self.port = _free_port()
         self.user: str | None = None

@@ -44,7 +44,7 @@ class DriftRun(Base):
     __tablename__ = "drift_runs"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(Text)  # prompts | regenerate | golden
+    kind: Mapped[str] = mapped_column(Text)  # prompts | regenerate | golden | images
     status: Mapped[str] = mapped_column(Text, server_default=text("'running'"))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -72,7 +72,7 @@ class DriftRun(Base):
     worker: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        CheckConstraint("kind IN ('prompts', 'regenerate', 'golden')", name="kind"),
+        CheckConstraint("kind IN ('prompts', 'regenerate', 'golden', 'images')", name="kind"),
         CheckConstraint("status IN ('running', 'ok', 'failed')", name="status"),
         Index(None, "kind", "started_at"),
     )
@@ -152,3 +152,23 @@ class GoldenBaseline(_Params, Base):
     pipeline: Mapped[str] = mapped_column(Text)
     run_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EmbeddingSpace(Base):
+    """A CLIP scorer version whose image embeddings are stored (migration 0017): its width,
+    the pgvector column type and the name of its partial HNSW index. The embedding tables
+    themselves need the optional pgvector extension and are created outside these models
+    (``diffwatch.db.queries.embeddings.ensure_schema``)."""
+
+    __tablename__ = "embedding_spaces"
+
+    scorer_version: Mapped[str] = mapped_column(Text, primary_key=True)
+    dims: Mapped[int] = mapped_column(Integer)
+    vector_type: Mapped[str] = mapped_column(Text)
+    index_name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("vector_type IN ('vector', 'halfvec')", name="vector_type"),
+        CheckConstraint("dims BETWEEN 1 AND 4000", name="dims"),
+    )

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Index, pool
 
 from diffwatch.db.engine import make_engine
 from diffwatch.db.models import Base
+from diffwatch.db.queries.embeddings import TABLES as EMBEDDING_TABLES
 
 config = context.config
 target_metadata = Base.metadata
@@ -22,6 +23,8 @@ def _skip_missing_extensions(connection: Connection) -> Callable[..., bool]:
     def include(obj: object, name: str | None, type_: str, reflected: bool, other: object) -> bool:
         if type_ == "index" and name == "ix_generations_prompt_trgm":
             return False  # optional, created on request (migration 0006)
+        if type_ == "table" and name in EMBEDDING_TABLES:
+            return False  # need pgvector: created where it exists (migration 0017)
         need = obj.info.get("requires_extension") if isinstance(obj, Index) else None
         if need is None or reflected:
             return True

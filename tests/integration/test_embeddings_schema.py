@@ -1,0 +1,50 @@
+"""The embedding tables on a server with pgvector and the clear message on one without."""
+
+from __future__ import annotations
+
+import psycopg
+
+from diffwatch.db import migrate
+from diffwatch.db.engine import raw_conninfo
+from diffwatch.db.queries import embeddings as emb
+
+
+def test_pgvector_server_gets_the_tables_and_one_index_per_space(vector_db_url: str) -> None:
+    with psycopg.connect(raw_conninfo(vector_db_url), autocommit=True) as conn:
+        st = emb.support(conn)
+        assert st.enabled, st.describe()
+        assert st.describe().startswith("image embeddings: on")
+        emb.ensure_space(conn, "ViT-T/file-abc", 32, st.vector_type)
+        emb.ensure_space(conn, "ViT-T/file-abc", 32, st.vector_type)  # once
+        idx = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'image_embeddings'"
+            " AND indexname = %s",
+            (emb.index_name("ViT-T/file-abc"),),
+        ).fetchall()
+        assert len(idx) == 1 and "hnsw" in idx[0][0] and "cosine_ops" in idx[0][0]
+        assert "ViT-T/file-abc" in idx[0][0]
+        [space] = emb.spaces(conn)
+        assert (space.dims, space.images) == (32, 0)
+
+
+def test_a_space_keeps_its_width(vector_db_url: str) -> None:
+    import pytest
+
+    with psycopg.connect(raw_conninfo(vector_db_url), autocommit=True) as conn:
+        vt = emb.support(conn).vector_type
+        emb.ensure_space(conn, "m/v1", 32, vt)
+        with pytest.raises(ValueError, match="32-wide embeddings stored; got 64"):
+            emb.ensure_space(conn, "m/v1", 64, vt)
+
+
+def test_server_without_pgvector_migrates_and_says_how_to_install(novector_admin_url: str) -> None:
+    from tests.conftest import _create_database
+
+    url = _create_database(novector_admin_url, "dw_novector_schema")
+    migrate.upgrade(url)
+    migrate.check(url)  # the models match the schema without the optional tables
+    with psycopg.connect(raw_conninfo(url), autocommit=True) as conn:
+        st = emb.ensure_schema(conn)
+        assert not st.enabled and st.available is None
+        assert "apt install postgresql-<major>-pgvector" in st.describe()
+        assert conn.execute("SELECT to_regclass('image_embeddings')").fetchone()[0] is None
