@@ -16,12 +16,28 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
     database_url: DbUrl = None,
 ) -> None:
-    """Apply migrations (default: up to the newest)."""
+    """Apply migrations (default: up to the newest).
+
+    Also says whether image embeddings are on: they need PostgreSQL's pgvector extension;
+    without it the line says how to install it, and a later upgrade creates their tables.
+    """
     from diffwatch.db import migrate
 
     rt = runtime(database_url, migrate=False)
     migrate.upgrade(rt.url, revision)
     typer.echo(f"database at revision {migrate.current_revision(rt.url)}")
+    if revision == "head":
+        typer.echo(_embeddings_line(rt.conninfo))
+
+
+def _embeddings_line(conninfo: str) -> str:
+    """Create the embedding tables if pgvector came since; say whether embeddings are on."""
+    import psycopg
+
+    from diffwatch.db.queries import embeddings
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return embeddings.ensure_schema(conn).describe()
 
 
 @app.command("downgrade")
@@ -45,6 +61,12 @@ def db_current(database_url: DbUrl = None) -> None:
     rt = runtime(database_url, migrate=False)
     typer.echo(f"database: {migrate.current_revision(rt.url) or 'none'}")
     typer.echo(f"code:     {migrate.head_revision()}")
+    import psycopg
+
+    from diffwatch.db.queries import embeddings
+
+    with psycopg.connect(rt.conninfo, autocommit=True) as conn:
+        typer.echo(embeddings.support(conn).describe())
 
 
 @app.command("prompt-index")

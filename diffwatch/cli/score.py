@@ -102,9 +102,22 @@ def score(
     name: Annotated[
         str | None, typer.Option(help="Worker name stored with results (default score@HOST).")
     ] = None,
+    embeddings: Annotated[
+        bool,
+        typer.Option(
+            "--embeddings/--no-embeddings",
+            help="Store each image's CLIP embedding (and each prompt's) in pgvector, for "
+            "`drift images`, search and duplicates. On by default where the database has "
+            "pgvector; without it scores are stored as usual.",
+        ),
+    ] = True,
     database_url: DbUrl = None,
 ) -> None:
-    """Score generations' images: CLIP prompt alignment and NSFW flags, exactly once."""
+    """Score generations' images: CLIP prompt alignment and NSFW flags, exactly once.
+
+    With pgvector in the database, the CLIP scorer also keeps each image's embedding (once
+    per generation and CLIP version, in the same transaction as its score).
+    """
     from diffwatch.scoring.build import WorkerOptions
 
     if once and follow:
@@ -124,6 +137,7 @@ def score(
         gpu_jpeg=gpu_jpeg,
         torch_threads=torch_threads,
         name=name,
+        embeddings=embeddings,
     )
     rt = runtime(database_url, wait=follow)
     _score(rt.conninfo, opts, follow, limit, as_json)

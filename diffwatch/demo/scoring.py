@@ -66,6 +66,7 @@ class CountingScorer:
     def __init__(self, inner: Scorer) -> None:
         self.inner = inner
         self.key = inner.key
+        self.embedding_dims = getattr(inner, "embedding_dims", None)
         self.scored = 0
         self.flagged = 0
         self.value_sum = 0.0

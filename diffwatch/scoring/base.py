@@ -21,12 +21,19 @@ class ScoreOutcome:
     value: float | None
     flagged: bool | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    embedding: np.ndarray | None = None  # the image's embedding, for scorers that keep one
+    prompt_embedding: np.ndarray | None = None  # its prompt's text embedding
 
 
 class Scorer(Protocol):
-    """A batch scorer. ``key.version`` changes whenever its model, weights or policy do."""
+    """A batch scorer. ``key.version`` changes whenever its model, weights or policy do.
+
+    ``embedding_dims`` is the width of the image embeddings its outcomes carry (CLIP), or
+    None for a scorer that keeps none; the worker stores them where the database can.
+    """
 
     key: ScorerKey
+    embedding_dims: int | None
 
     def score(
         self,

@@ -41,6 +41,7 @@ class WorkerOptions:
     gpu_jpeg: bool | None = None
     torch_threads: int | None = None
     name: str | None = None
+    embeddings: bool = True  # keep CLIP embeddings where the database has pgvector
 
 
 def build_worker(conninfo: str, opts: WorkerOptions) -> ScoringWorker:
@@ -85,4 +86,5 @@ def build_worker(conninfo: str, opts: WorkerOptions) -> ScoringWorker:
         max_attempts=opts.max_attempts,
         loader=loader,
         name=opts.name,
+        embeddings=opts.embeddings,
     )

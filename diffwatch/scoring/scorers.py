@@ -44,6 +44,7 @@ class ClipAlignmentScorer:
         self.clip = load_clip(cfg)
         self._scorer = ClipScorer(self.clip, batch_size=batch_size)
         self.key = ScorerKey("clip", clip_label(cfg))
+        self.embedding_dims: int | None = self.clip.embed_dim
 
     @property
     def prompt_tokenizer(self) -> PromptTokenizer:
@@ -58,7 +59,9 @@ class ClipAlignmentScorer:
         prompts: Sequence[str],
         tokens: TokenizedPrompts | None = None,
     ) -> list[ScoreOutcome]:
-        """CLIPScore per image, with the cosine and prompt truncation in the details."""
+        """CLIPScore per image, with the cosine and prompt truncation in the details, and
+        the image's and its prompt's embeddings."""
+        batch = self._scorer.score_and_embed(list(images), list(prompts), tokens=tokens)
         return [
             ScoreOutcome(
                 s.score,
@@ -69,8 +72,10 @@ class ClipAlignmentScorer:
                     "n_tokens": s.n_tokens,
                     "precision": self.clip.precision,
                 },
+                embedding=batch.image_embeddings[i],
+                prompt_embedding=batch.text_embeddings[p],
             )
-            for s in self._scorer.score(list(images), list(prompts), tokens=tokens)
+            for i, (s, p) in enumerate(zip(batch.scores, prompts, strict=True))
         ]
 
 
@@ -86,6 +91,7 @@ class NsfwScorer:
             load_nsfw_detector,
         )
 
+        self.embedding_dims: int | None = None
         self.policy = policy or NsfwPolicy()
         self.detector = load_nsfw_detector(device=device, batch_size=batch_size)
         labels = ",".join(sorted(self.policy.labels))

@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 
+from diffwatch.db.queries import embeddings as emb_sql
 from diffwatch.db.queries import scoring as sql
 from diffwatch.outage import DB_DOWN_ERRORS, OutageRetry
 from diffwatch.scoring.base import Scorer
@@ -116,6 +117,7 @@ class ScoringWorker:
         frontier_every_s: float = 10.0,
         progress: Callable[[int], None] | None = None,
         order: str = "oldest",
+        embeddings: bool = True,
     ) -> None:
         if not scorers:
             raise ValueError("a scoring worker needs at least one scorer")
@@ -143,12 +145,39 @@ class ScoringWorker:
         # Claims run on the prefetch thread while results are written on this one: each
         # has its own connection, since transactions on one connection cannot interleave.
         self._conns: dict[str, psycopg.Connection] = {}
+        self.store_embeddings = embeddings
+        # Scorer key -> version of the scorers whose embeddings are stored here; None until
+        # the database was asked whether it can hold them (pgvector).
+        self._embedding_keys: dict[str, str] | None = None
 
     def _connection(self, role: str = "write") -> psycopg.Connection:
         conn = self._conns.get(role)
         if conn is None or conn.closed:
             conn = self._conns[role] = psycopg.connect(self.conninfo, autocommit=True)
+            if role == "write" and self._embeddings_on(conn):
+                emb_sql.register(conn)
         return conn
+
+    def _embeddings_on(self, conn: psycopg.Connection) -> bool:
+        """Whether this worker stores embeddings: asked once (does the database have
+        pgvector?), when the first write connection opens; registers each scorer's space."""
+        if self._embedding_keys is None:
+            wanted = {
+                str(s.key): (s.key.version, dims)
+                for s in self.scorers
+                if (dims := getattr(s, "embedding_dims", None))
+            }
+            keys: dict[str, str] = {}
+            if self.store_embeddings and wanted:
+                st = emb_sql.support(conn)
+                if st.enabled:
+                    for key, (version, dims) in wanted.items():
+                        emb_sql.ensure_space(conn, version, dims, st.vector_type)
+                        keys[key] = version
+                else:
+                    log.info("%s; scores are stored as usual", st.describe())
+            self._embedding_keys = keys
+        return bool(self._embedding_keys)
 
     def _close_connections(self) -> None:
         for conn in self._conns.values():
@@ -193,6 +222,10 @@ class ScoringWorker:
     def _score_and_write(self, batch: _Batch) -> sql.WriteResult:
         results: list[sql.ResultRow] = []
         failures: list[sql.FailureRow] = []
+        conn = self._connection()  # decides whether embeddings are stored
+        keep = self._embedding_keys or {}
+        images: list[emb_sql.EmbeddingRow] = []
+        prompts: list[emb_sql.PromptEmbeddingRow] = []
         for scorer in self.scorers:
             wanted = str(scorer.key)
             todo = [i for i, c in enumerate(batch.claimed) if wanted in c.missing]
@@ -217,7 +250,17 @@ class ScoringWorker:
                 [batch.claimed[i].prompt for i in good],
                 batch.tokens.take(good) if batch.tokens is not None else None,
             )
+            version = keep.get(wanted)
             for i, out in zip(good, outcomes, strict=True):
+                if version is not None and out.embedding is not None:
+                    gid = batch.claimed[i].generation_id
+                    images.append(emb_sql.EmbeddingRow(gid, version, out.embedding))
+                    if out.prompt_embedding is not None:
+                        prompts.append(
+                            emb_sql.PromptEmbeddingRow(
+                                version, batch.claimed[i].prompt, out.prompt_embedding
+                            )
+                        )
                 notes = batch.images[i].notes  # type: ignore[union-attr]
                 details = {**out.details, "image_notes": list(notes)} if notes else out.details
                 results.append(
@@ -230,13 +273,15 @@ class ScoringWorker:
                     )
                 )
         written = sql.write(
-            self._connection(),
+            conn,
             self.keys,
             batch.token,
             [c.generation_id for c in batch.claimed],
             results,
             failures,
             self.name,
+            images,
+            prompts,
         )
         if written.stale:
             log.warning(

@@ -48,3 +48,42 @@ def test_server_without_pgvector_migrates_and_says_how_to_install(novector_admin
         assert not st.enabled and st.available is None
         assert "apt install postgresql-<major>-pgvector" in st.describe()
         assert conn.execute("SELECT to_regclass('image_embeddings')").fetchone()[0] is None
+
+
+def test_db_upgrade_says_whether_embeddings_are_on(novector_admin_url, vector_admin_url):
+    from typer.testing import CliRunner
+
+    from diffwatch.cli import build
+    from tests.conftest import _create_database
+
+    off = _create_database(novector_admin_url, "dw_novector_cli")
+    res = CliRunner().invoke(build(), ["db", "upgrade", "--database-url", off])
+    assert res.exit_code == 0, res.output
+    assert "image embeddings: off, this server has no pgvector extension" in res.output
+    assert "then run `diffwatch db upgrade` again" in res.output
+    on = _create_database(vector_admin_url, "dw_vector_cli")
+    res = CliRunner().invoke(build(), ["db", "upgrade", "--database-url", on])
+    assert res.exit_code == 0, res.output
+    assert "image embeddings: on (pgvector" in res.output
+    res = CliRunner().invoke(build(), ["db", "current", "--database-url", on])
+    assert "image embeddings: on" in res.output, res.output
+
+
+def test_tables_come_with_a_later_upgrade_once_pgvector_is_installed(vector_admin_url):
+    """A database migrated while the extension was not installed in it (here: dropped after
+    the migration) gets the tables from the next `db upgrade`."""
+    from typer.testing import CliRunner
+
+    from diffwatch.cli import build
+    from tests.conftest import _create_database
+
+    url = _create_database(vector_admin_url, "dw_vector_later")
+    migrate.upgrade(url)
+    with psycopg.connect(raw_conninfo(url), autocommit=True) as conn:
+        conn.execute("DROP EXTENSION vector CASCADE")  # drops the embedding columns' tables' type
+        conn.execute("DROP TABLE IF EXISTS image_embeddings, prompt_embeddings")
+        assert not emb.support(conn).enabled
+    res = CliRunner().invoke(build(), ["db", "upgrade", "--database-url", url])
+    assert "image embeddings: on" in res.output, res.output
+    with psycopg.connect(raw_conninfo(url), autocommit=True) as conn:
+        assert emb.support(conn).enabled

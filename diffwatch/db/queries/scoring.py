@@ -15,6 +15,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from diffwatch.db.queries.embeddings import EmbeddingRow, PromptEmbeddingRow
+from diffwatch.db.queries.embeddings import store as store_embeddings
+
 
 @dataclass(frozen=True, slots=True)
 class ScorerKey:
@@ -217,10 +220,14 @@ def write(
     results: Sequence[ResultRow],
     failures: Sequence[FailureRow],
     worker: str,
+    embeddings: Sequence[EmbeddingRow] = (),
+    prompt_embeddings: Sequence[PromptEmbeddingRow] = (),
 ) -> WriteResult:
-    """Store results and failures for the generations whose lease ``token`` still holds.
+    """Store results, failures and embeddings for the generations whose lease ``token``
+    still holds.
 
-    The leases are locked, written through and released in one transaction.
+    The leases are locked, written through and released in one transaction, so an image's
+    embedding is stored exactly when its score is (once per generation and scorer version).
     """
     with conn.transaction(), conn.cursor() as cur:
         held = {
@@ -258,6 +265,13 @@ def write(
                 "DELETE FROM scoring_errors WHERE generation_id = %s AND scorer = %s"
                 " AND scorer_version = %s",
                 [(r.generation_id, r.key.scorer, r.key.version) for r in ok_results],
+            )
+        if embeddings:
+            ok_ids = {r.generation_id for r in ok_results}
+            store_embeddings(
+                cur,
+                [e for e in embeddings if e.generation_id in ok_ids],
+                prompt_embeddings,
             )
         if ok_failures:
             cur.executemany(

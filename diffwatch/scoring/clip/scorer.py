@@ -34,6 +34,7 @@ __all__ = [
     "ClipWeightsError",
     "ImageInput",
     "PreprocessSpec",
+    "ScoredBatch",
     "load_clip",
 ]
 
@@ -52,6 +53,16 @@ class ClipScore:
     cosine: float
     truncated: bool
     n_tokens: int
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """A batch's scores with what CLIP computed on the way: image embeddings (N, D) float32
+    in input order, and each distinct prompt's text embedding (D,), all L2-normalised."""
+
+    scores: list[ClipScore]
+    image_embeddings: np.ndarray
+    text_embeddings: dict[str, np.ndarray]
 
 
 class ClipScorer:
@@ -118,7 +129,18 @@ class ClipScorer:
         prompts: Sequence[str],
         tokens: TokenizedPrompts | None = None,
     ) -> list[ClipScore]:
-        """CLIPScore of each image against the prompt at the same index, in input order.
+        """CLIPScore of each image against the prompt at the same index, in input order
+        (``score_and_embed`` without the embeddings)."""
+        return self.score_and_embed(images, prompts, tokens).scores
+
+    def score_and_embed(
+        self,
+        images: Sequence[ImageInput],
+        prompts: Sequence[str],
+        tokens: TokenizedPrompts | None = None,
+    ) -> ScoredBatch:
+        """CLIPScore of each image against the prompt at the same index, in input order,
+        with the L2-normalised image embeddings and each distinct prompt's text embedding.
 
         Images are HxWx3 uint8 RGB numpy arrays, torch tensors (on the model's device,
         as nvJPEG gives them) or PIL images (converted to RGB); any sizes, mixed.
@@ -148,12 +170,12 @@ class ClipScorer:
         row = {p: i for i, p in enumerate(unique)}
         index = [row[p] for p in prompts]
         if not index:
-            return []
+            return ScoredBatch([], np.empty((0, self.clip.embed_dim), np.float32), {})
         import torch
 
         rows = torch.tensor(index, device=text.device)
         cosines = (image * text[rows]).sum(dim=-1).clamp(-1.0, 1.0).cpu().tolist()
-        return [
+        scores = [
             ClipScore(
                 score=100.0 * max(cos, 0.0),
                 cosine=cos,
@@ -162,3 +184,5 @@ class ClipScorer:
             )
             for cos, i in zip(cosines, index, strict=True)
         ]
+        text_rows = text.cpu().numpy()
+        return ScoredBatch(scores, image.cpu().numpy(), {p: text_rows[i] for p, i in row.items()})
