@@ -189,9 +189,16 @@ def ensure_space(conn: psycopg.Connection, scorer_version: str, dims: int, vtype
                     f"got {dims}: a different model needs a different scorer version"
                 )
             return
+        # An index without its space row is a leftover (the table of spaces was emptied
+        # or restored): build it again for this width.
+        conn.execute(
+            sql.SQL("DROP INDEX IF EXISTS {name}").format(
+                name=sql.Identifier(index_name(scorer_version))
+            )
+        )
         conn.execute(
             sql.SQL(
-                "CREATE INDEX IF NOT EXISTS {name} ON image_embeddings USING hnsw"
+                "CREATE INDEX {name} ON image_embeddings USING hnsw"
                 " (({expr}) {ops}) WITH (m = {m}, ef_construction = {ef})"
                 " WHERE scorer_version = {v}"
             ).format(
