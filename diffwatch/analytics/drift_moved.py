@@ -118,7 +118,7 @@ def cluster_shifts(
     if k < 1:
         raise ValueError(f"k must be a positive number of clusters, got {k}; or leave it None")
     k = min(k, pooled.shape[0])
-    labels, centroids = _kmeans(pooled, k, seed)
+    labels, centroids = kmeans(pooled, k, seed)
 
     prompts = [*reference_prompts, *current_prompts]
     docs = [tokens(p) for p in prompts]
@@ -234,8 +234,9 @@ def _embeddings(name: str, value: object, prompts: Sequence[str]) -> np.ndarray:
     return arr
 
 
-def _kmeans(data: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best of a few seeded k-means++ runs, by within-cluster sum of squares."""
+def kmeans(data: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, centroids) of the best of a few seeded k-means++ runs on the rows of data,
+    by within-cluster sum of squares (labels: row -> cluster; centroids in data's units)."""
     from scipy.cluster.vq import kmeans2
 
     rng = np.random.default_rng(seed)

@@ -120,6 +120,17 @@ def _embeddings(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """‖aᵢ − bⱼ‖² for rows of a (n × width) and b (m × width), n × m, embedding units².
+
+    The CMMD reference's expansion ‖a‖² + ‖b‖² − 2a·b (not clipped at 0, as there). Pass the
+    same array twice for a Gram matrix: ``a @ a.T`` is one BLAS call and exactly symmetric.
+    """
+    sa = np.einsum("ij,ij->i", a, a)
+    sb = sa if b is a else np.einsum("ij,ij->i", b, b)
+    return -2.0 * (a @ b.T) + sa[:, None] + sb[None, :]
+
+
 def _pair_kernel(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
     """M[j, k] = k(x_j, x_k) + k(y_j, y_k) − k(x_j, y_k) − k(y_j, x_k) (n × n).
 
@@ -128,10 +139,8 @@ def _pair_kernel(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
     """
     n = x.shape[0]
     z = np.concatenate([x, y])
-    sq = np.einsum("ij,ij->i", z, z)
-    # The reference's expansion ‖a‖² + ‖b‖² − 2a·b, on one (2n × 2n) Gram matrix: z @ z.T
-    # is one BLAS call and exactly symmetric.
-    k = np.exp(-(-2.0 * (z @ z.T) + sq[:, None] + sq[None, :]) / (2.0 * sigma**2))
+    # One (2n × 2n) Gram matrix for all four blocks.
+    k = np.exp(-squared_distances(z, z) / (2.0 * sigma**2))
     return k[:n, :n] + k[n:, n:] - k[:n, n:] - k[n:, :n]
 
 

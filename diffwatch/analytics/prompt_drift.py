@@ -109,10 +109,13 @@ def permutation_weights(n: int, m: int, permutations: int, rng: np.random.Genera
     return weights
 
 
-def permutation_p_value(stats: np.ndarray) -> float:
-    """(1 + #{permuted statistic ≥ observed}) / (1 + permutations); ``stats[0]`` is observed."""
+def permutation_p_value(stats: np.ndarray, tolerance: float = TIE_TOLERANCE) -> float:
+    """(1 + #{permuted statistic ≥ observed}) / (1 + permutations); ``stats[0]`` is observed.
+
+    Statistics within ``tolerance`` (the statistic's unit) below the observed one count as ties.
+    """
     # Floating-point round-off must not decide ties with the observed split itself.
-    exceed = int(np.count_nonzero(stats[1:] >= stats[0] - TIE_TOLERANCE))
+    exceed = int(np.count_nonzero(stats[1:] >= stats[0] - tolerance))
     return (1 + exceed) / stats.size
 
 
@@ -122,6 +125,32 @@ def chance_corrected_auc(aucs: np.ndarray) -> tuple[float, float]:
     chance level is 0.5 when there is no permuted AUC."""
     null = float(aucs[1:].mean()) if aucs.size > 1 else 0.5
     return min(1.0, max(0.0, 0.5 + float(aucs[0]) - null)), null
+
+
+@dataclass(frozen=True, slots=True)
+class KnnAuc:
+    """The k-NN AUC effect size of one split (see ``mmd_test``) and what lies behind it."""
+
+    effect_size: float  # chance-corrected, 0.5 = indistinguishable, 1 = separable
+    raw: float  # the AUC before the correction
+    null: float  # its mean over permuted splits (what chance alone gives)
+    knn: int  # neighbours per point actually used
+
+
+def knn_auc(similarity: np.ndarray, weights: np.ndarray, knn: int = KNN) -> KnnAuc:
+    """Chance-corrected k-NN AUC (dimensionless, 0.5 = none) of the split ``weights[:, 0]``.
+
+    ``similarity`` is the pooled (N × N) matrix, larger = nearer (a kernel, or any function
+    that decreases with distance); ``weights`` holds 0/1 split columns, 1 = reference,
+    column 0 observed and up to 100 of the others used for the chance level (see
+    ``permutation_weights`` and ``mmd_test``). At most N − 1 neighbours are used.
+    """
+    k_eff = min(knn, similarity.shape[0] - 1)
+    nearest = _neighbours(similarity, k_eff)
+    permutations = weights.shape[1] - 1
+    aucs = _knn_aucs(nearest, 1.0 - weights[:, : min(permutations, _NULL_AUCS) + 1])
+    effect, null = chance_corrected_auc(aucs)
+    return KnnAuc(float(effect), float(aucs[0]), float(null), int(k_eff))
 
 
 def check_widths(x: np.ndarray, y: np.ndarray) -> None:
@@ -142,11 +171,8 @@ def mmd_on_splits(
     n, m = x.shape[0], y.shape[0]
     permutations = weights.shape[1] - 1
     kernel, bandwidth = _rbf_kernel(np.concatenate([x, y]))
-    k_eff = min(knn, n + m - 1)
-    nearest = _neighbours(kernel, k_eff)
+    effect = knn_auc(kernel, weights, knn)
     np.fill_diagonal(kernel, 0.0)  # the unbiased estimator leaves out k(x_i, x_i)
-    aucs = _knn_aucs(nearest, 1.0 - weights[:, : min(permutations, _NULL_AUCS) + 1])
-    auc, auc_null = chance_corrected_auc(aucs)
     stats = unbiased_mmd2(kernel, weights, n, m)
     p_value = permutation_p_value(stats)
     result = TwoSampleResult(
@@ -155,15 +181,15 @@ def mmd_on_splits(
         p_value=float(p_value),
         alpha=float(alpha),
         drifted=bool(p_value <= alpha),
-        effect_size=float(auc),
+        effect_size=effect.effect_size,
         effect_size_name=EFFECT_SIZE_NAME,
         n_reference=n,
         n_current=m,
         permutations=int(permutations),
         bandwidth=float(bandwidth),
-        knn=int(k_eff),
-        knn_auc_raw=float(aucs[0]),
-        knn_auc_null=auc_null,
+        knn=effect.knn,
+        knn_auc_raw=effect.raw,
+        knn_auc_null=effect.null,
         seed=int(seed),
     )
     return result, stats
