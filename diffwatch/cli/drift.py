@@ -1,5 +1,5 @@
-"""``diffwatch drift prompts`` and ``diffwatch drift regenerate``: typed options to the
-drift stage (``diffwatch.drift``)."""
+"""``diffwatch drift prompts``, ``drift images`` and ``drift regenerate``: typed options to
+the drift stage (``diffwatch.drift``)."""
 
 # No ``from __future__ import annotations``: typer reads the annotations of the commands.
 import sys
@@ -251,6 +251,124 @@ def regenerate(
         calibration=calibration, output_dir=output_dir, seed=seed, as_json=as_json,
     )  # fmt: skip
     _regenerate(models, a, database_url)
+
+
+@app.command("images")
+def images(
+    current: Annotated[
+        str,
+        typer.Option(
+            help="The current window: a duration ending at --until (90m, 24h, 7d) or "
+            "START..END (ISO 8601)."
+        ),
+    ] = "24h",
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="The reference window: a duration just before the current one, or START..END."
+        ),
+    ] = "7d",
+    model: Model = None,
+    version: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--version",
+            help="Only these model versions (repeatable): e.g. one version against itself "
+            "over time, for a silent update under an unchanged label.",
+        ),
+    ] = None,
+    until: Until = None,
+    clip_version: Annotated[
+        str | None,
+        typer.Option(
+            help="Which stored CLIP embeddings (scorer version, e.g. "
+            "ViT-B-32/laion2b_s34b_b79k). Default: the one with the most images."
+        ),
+    ] = None,
+    max_images: Annotated[
+        int, typer.Option(min=20, help="Even sample cap per window (images).")
+    ] = 5000,
+    permutations: Annotated[
+        int, typer.Option(min=50, help="Permutations of each test (p-value resolution).")
+    ] = 200,
+    alpha: Annotated[
+        float, typer.Option(min=0.0001, max=0.5, help="Significance level of the tests.")
+    ] = 0.05,
+    clusters: Annotated[
+        int | None,
+        typer.Option(min=2, max=50, help="Image clusters for 'what moved' (default: auto)."),
+    ] = None,
+    min_pairs: Annotated[
+        int,
+        typer.Option(min=2, help="Same-prompt image pairs needed to compare two versions."),
+    ] = 20,
+    seed: Seed = 0,
+    device: Annotated[
+        str,
+        typer.Option(help="Where the kernel sums run: cpu, cuda, cuda:N or auto."),
+    ] = "cpu",
+    as_json: AsJson = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Test whether the images production makes have changed: the stored CLIP image
+    embeddings of the current window against the reference window (CMMD with a permutation
+    test and an effect size), overall, per model version, and between versions on the same
+    prompts, so a traffic change and a model change are told apart; with the image clusters
+    that moved. Needs pgvector (image embeddings are stored by `diffwatch score`). Stores
+    one run; exit 0 whether or not it drifted, 1 when it cannot run."""
+    from diffwatch.drift.images import (
+        ImageDriftOptions,
+        NotEnoughImages,
+        backend_for,
+        run_image_drift,
+    )
+    from diffwatch.errors import first_line
+
+    try:
+        opts = ImageDriftOptions(
+            current=current, reference=reference, model=model, versions=tuple(version or ()),
+            until=aware(until), scorer_version=clip_version, max_images=max_images,
+            permutations=permutations, alpha=alpha, clusters=clusters, min_pairs=min_pairs,
+            seed=seed,
+        )  # fmt: skip
+        backend = backend_for(device)
+    except (ValueError, RuntimeError) as exc:
+        raise fail(first_line(exc), 2) from None
+    rt = runtime(database_url)
+    try:
+        result = run_image_drift(rt.conninfo, opts, backend=backend, progress=_say(as_json))
+    except (NotEnoughImages, ValueError) as exc:
+        raise fail(str(exc)) from None
+    emit_summary(result, as_json, image_report(result))
+
+
+def image_report(r: dict[str, Any]) -> str:
+    """A person's summary of an image-drift run: verdict, attribution, tests, what moved."""
+
+    def line(t: dict[str, Any]) -> str:
+        return (
+            f"CMMD {t['cmmd']:.3f}, p = {t['p_value']:.4f}, effect {t['effect_size']:.3f}"
+            f" ({t['n_reference']} vs {t['n_current']})" + (" DRIFT" if t["drifted"] else "")
+        )
+
+    lines = [
+        f"image drift run {r['run_id']}: {'DRIFT' if r['drifted'] else 'no drift'}"
+        f" ({r['attribution']})",
+        f"  embeddings: {r['embedder']}",
+        f"  reference: {r['windows']['reference']}",
+        f"  current:   {r['windows']['current']}",
+        f"  all versions: {line(r['overall'])}",
+    ]
+    lines += [f"  {t['scope']}: {line(t)}" for t in r["per_version"]]
+    lines += [f"  {t['scope']} ({t['pairs']} pairs): {line(t)}" for t in r["same_prompts"]]
+    for m in r["moved"][:3]:
+        ex = m["examples"][0]["prompt"] if m["examples"] else ""
+        lines.append(
+            f"  cluster {m['cluster']} {'grew' if m['delta'] > 0 else 'shrank'} "
+            f"{100 * m['share_reference']:.1f}% → {100 * m['share_current']:.1f}%"
+            + (f", e.g. {ex[:80]!r}" if ex else "")
+        )
+    return "\n".join(lines)
 
 
 def _prompts(

@@ -136,6 +136,17 @@ METRICS: dict[str, MetricDef] = {
             "drift run that finished in the window.",
         ),
         MetricDef(
+            "image_drift",
+            "image drift effect size",
+            "",
+            "drift",
+            "drift",
+            digits=3,
+            help="Effect size (k-NN AUC of the CLIP image embeddings, 0.5 = no drift) of the "
+            "newest `drift images` run that finished in the window: the largest of its "
+            "overall, per-version and same-prompt comparisons.",
+        ),
+        MetricDef(
             "human_rating_mean",
             "mean human rating",
             "",

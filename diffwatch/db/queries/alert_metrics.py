@@ -59,7 +59,11 @@ def _gpu_idle_share(
     return rate(float(row[0]), float(row[1])) if row and row[1] else None
 
 
-DRIFT_KINDS = {"prompt_drift": ("prompts",), "regen_drift": ("regenerate", "golden")}
+DRIFT_KINDS = {
+    "prompt_drift": ("prompts",),
+    "regen_drift": ("regenerate", "golden"),
+    "image_drift": ("images",),
+}
 """Drift metric -> the drift_runs kinds it reads (the newest finished run's effect size)."""
 
 
