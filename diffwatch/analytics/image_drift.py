@@ -35,6 +35,7 @@ from diffwatch.analytics.prompt_drift import (
     permutation_weights,
     subsample,
 )
+from diffwatch.model.near_duplicates import generation_ids, image_matrix
 
 METHOD = "cmmd-permutation"
 PAIRED_METHOD = "cmmd-paired-permutation"
@@ -139,35 +140,6 @@ class NumpyBackend:
         w = np.asarray(weights, dtype=kernel.dtype)  # 0/1: exact in float32
         kw = kernel @ w
         return np.einsum("ij,ij->j", w.astype(np.float64), kw.astype(np.float64))
-
-
-def image_matrix(name: str, value: object, least: int = MIN_ROWS) -> np.ndarray:
-    """``value`` as a float64 (images × width) matrix, or a ValueError that says what to fix."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{name} must be a numeric array of image embeddings (rows = images); pass the "
-            "float vectors of the CLIP image encoder"
-        ) from None
-    if arr.ndim != 2 or arr.shape[1] < 1:
-        raise ValueError(
-            f"{name} must be a 2-D array (rows = images, columns = embedding dimensions), got "
-            f"shape {arr.shape}; stack one embedding per row, e.g. np.vstack(vectors)"
-        )
-    if arr.shape[0] < least:
-        raise ValueError(
-            f"{name} has {arr.shape[0]} images, but this needs at least {least}; widen the "
-            f"{name} window or wait for more images"
-        )
-    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
-    if bad.size:
-        shown = ", ".join(str(int(r)) for r in bad[:5]) + (" …" if bad.size > 5 else "")
-        raise ValueError(
-            f"{name} has NaN or infinite values in {bad.size} rows (rows {shown}); drop those "
-            "rows or re-embed their images"
-        )
-    return arr
 
 
 def cmmd_unpaired(
@@ -512,16 +484,3 @@ def _check_options(permutations: int, alpha: float, sigma: float) -> None:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha!r}; use 0.05")
     _check_sigma(sigma)
-
-
-def generation_ids(name: str, value: Sequence[int], rows: int) -> np.ndarray:
-    """``value`` as an int64 array of one generation id per embedding row, or a ValueError."""
-    arr = np.asarray(value)
-    if arr.ndim != 1 or arr.shape[0] != rows:
-        raise ValueError(
-            f"{name} has {arr.size} entries but its embeddings have {rows} rows; pass one "
-            "generation id per embedding row, in the same order"
-        )
-    if arr.size and arr.dtype.kind not in "iu":
-        raise ValueError(f"{name} must hold integer generation ids, got {arr.dtype} values")
-    return arr.astype(np.int64)

@@ -147,6 +147,17 @@ METRICS: dict[str, MetricDef] = {
             "overall, per-version and same-prompt comparisons.",
         ),
         MetricDef(
+            "duplicate_share",
+            "near-duplicate share",
+            "",
+            "generations",
+            "quality",
+            percent=True,
+            help="Share of images (an even sample of up to 2,000 a version) with a "
+            "near-duplicate from another seed or prompt of the same version: CLIP image "
+            "cosine >= 0.95, a mode-collapse signal. Needs pgvector (stored embeddings).",
+        ),
+        MetricDef(
             "human_rating_mean",
             "mean human rating",
             "",

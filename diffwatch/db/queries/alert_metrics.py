@@ -14,10 +14,13 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+from diffwatch.db.queries import embedding_reads as reads
+from diffwatch.db.queries import embeddings as emb
 from diffwatch.db.queries.dashboard import kpis
 from diffwatch.db.queries.dashboard_cost import fleet_cost
 from diffwatch.db.queries.dashboard_filters import Filters, rate
 from diffwatch.model.alert_rules import Rule
+from diffwatch.model.near_duplicates import DEFAULT_THRESHOLD, find_near_duplicates
 
 SERIES_POINTS = 12  # points on an email's chart
 
@@ -117,6 +120,35 @@ def _human_rating(
     return row[0] if row else None
 
 
+DUPLICATE_SAMPLE = 2000  # images per version the duplicate_share alert examines
+
+
+def _duplicate_share(
+    conn: psycopg.Connection, rule: Rule, start: datetime, end: datetime
+) -> float | None:
+    """Images with a near-duplicate from another seed or prompt, pooled over the versions in
+    the window (each version's images compared among themselves); None without pgvector."""
+    if not emb.support(conn).enabled:
+        return None
+    spaces = emb.spaces(conn)
+    if not spaces or not spaces[0].images:
+        return None
+    emb.register(conn)
+    f = _filters(rule, start, end)
+    n = dup = 0
+    for version in f.versions or tuple(reads.window_versions(conn, spaces[0], f)):
+        one = Filters(f.start, f.end, f.models, (version,), f.deployments)
+        sample = reads.window(conn, spaces[0], one, limit=DUPLICATE_SAMPLE)
+        if len(sample) < 2:
+            continue
+        found = find_near_duplicates(
+            sample.embeddings, sample.ids, sample.prompts, sample.seeds,
+            threshold=DEFAULT_THRESHOLD, max_examples=0,
+        )  # fmt: skip
+        n, dup = n + found.n, dup + found.n_duplicates
+    return rate(dup, n) if n else None
+
+
 CALCULATIONS: dict[str, Callable[[psycopg.Connection, Rule, datetime, datetime], float | None]] = {
     "clip_mean": _kpi("clip_mean"),
     "nsfw_rate": _kpi("nsfw_rate"),
@@ -128,6 +160,7 @@ CALCULATIONS: dict[str, Callable[[psycopg.Connection, Rule, datetime, datetime],
     "gpu_idle_share": _gpu_idle_share,
     **{key: _drift(kinds) for key, kinds in DRIFT_KINDS.items()},
     "human_rating_mean": _human_rating,
+    "duplicate_share": _duplicate_share,
 }
 
 

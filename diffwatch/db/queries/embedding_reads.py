@@ -202,9 +202,7 @@ def window(
     params = _filter_params(f) | {"version": sp.scorer_version, "limit": limit}
     rows = conn.execute(query, params).fetchall()
     if not rows:
-        return WindowSample(
-            np.empty(0, np.int64), (), (), (), np.empty((0, sp.dims), np.float32)
-        )
+        return WindowSample(np.empty(0, np.int64), (), (), (), np.empty((0, sp.dims), np.float32))
     return WindowSample(
         np.array([r[0] for r in rows], dtype=np.int64),
         tuple(r[1] for r in rows),
@@ -212,6 +210,17 @@ def window(
         tuple(r[3] for r in rows),
         np.stack([r[4].to_numpy() for r in rows]).astype(np.float32, copy=False),
     )
+
+
+def window_versions(conn: psycopg.Connection, sp: Space, f: Filters) -> list[str]:
+    """The model versions with stored embeddings in the range and filters, by name."""
+    rows = conn.execute(
+        "SELECT DISTINCT g.model_version"
+        " FROM image_embeddings e JOIN generations g ON g.id = e.generation_id"
+        " WHERE e.scorer_version = %(version)s" + _FILTERS + " ORDER BY 1",
+        _filter_params(f) | {"version": sp.scorer_version},
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
