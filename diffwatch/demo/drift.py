@@ -1,5 +1,6 @@
-"""The demo's drift step: prompt drift on the simulated history, then re-generation of a few
-logged prompts and the shipped golden set (``golden.toml``) through the real drift jobs.
+"""The demo's drift step: prompt drift and image drift on the simulated history, then
+re-generation of a few logged prompts and the shipped golden set (``golden.toml``) through the
+real drift jobs.
 
 With no production pipeline configured (``--pipeline`` / DIFFWATCH_PIPELINE) the demo uses
 the tiny random-weight pipeline; with no CLIP at all (scoring skipped) the tiny random-weight
@@ -93,6 +94,7 @@ def run_demo_drift(
         )
     except ValueError as exc:  # a short window has too few prompts: say so, go on
         prompts = {"error": str(exc), "demo": tiny_clip}
+    images = _image_drift(conninfo, current, span, end)
     pipeline, tiny_pipe = _pipeline(home, opts.pipeline)
     ctx = Context(
         pipeline=pipeline, clip=scorer, clip_label=label, demo=tiny_pipe or tiny_clip,
@@ -131,11 +133,37 @@ def run_demo_drift(
             if k in prompts
         }
         | ({"grew": prompts["terms"]["grew"][:5]} if "terms" in prompts else {}),
+        "images": images,
         "regenerate": sample,
         "golden": golden,
         "tiny_pipeline": tiny_pipe,
         "tiny_clip": tiny_clip,
     }
+
+
+def _image_drift(
+    conninfo: str, current: timedelta, span: timedelta, end: datetime
+) -> dict[str, Any]:
+    """Image drift over the demo's window (its scored images' stored CLIP embeddings, the
+    last quarter against the rest); an error entry where it cannot run (no pgvector, too
+    few scored images)."""
+    from diffwatch.drift.images import ImageDriftOptions, run_image_drift
+
+    try:
+        r = run_image_drift(
+            conninfo,
+            ImageDriftOptions(
+                current=f"{current.total_seconds() / 60:g}m",
+                reference=f"{(span - current).total_seconds() / 60:g}m",
+                until=end,
+                max_images=2000,
+                permutations=200,
+            ),
+            worker="demo",
+        )
+    except ValueError as exc:
+        return {"error": str(exc)}
+    return {k: r[k] for k in ("run_id", "drifted", "attribution", "overall", "windows")}
 
 
 def demo_window(end: datetime | None, hours: float) -> tuple[datetime, datetime]:
