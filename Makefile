@@ -58,11 +58,11 @@ $(LOWEST_STAMP): pyproject.toml $(LOWEST_LOCK)
 test-lowest: $(LOWEST_STAMP) chromium
 	HF_HUB_OFFLINE=1 $(LOWEST)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
 
-# The demo ends with the dashboard open on its data (Ctrl-C stops it; DEMO_APP=0 skips it).
+# The demo ends with the dashboard open on its data (Ctrl-C stops it; DEMO_APP=0 skips it),
+# served by the demo itself (--serve) so its image search knows the CLIP that scored.
 DEMO_APP ?= 1
 demo: $(STAMP)
-	$(VENV)/bin/diffwatch demo
-	@if [ "$(DEMO_APP)" = 1 ]; then $(VENV)/bin/diffwatch app; fi
+	$(VENV)/bin/diffwatch demo $(if $(filter 1,$(DEMO_APP)),--serve)
 
 test: $(STAMP) chromium
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)

@@ -62,6 +62,35 @@ class Settings(BaseSettings):
         "account for longer.",
     )
 
+    search_clip_model: str | None = Field(
+        default=None,
+        description="The open_clip architecture that encodes the dashboard's image-search "
+        "text (e.g. ViT-B-32). It must be the CLIP whose image embeddings are stored, i.e. "
+        "the one the scoring worker runs. Unset: text search says how to set it; "
+        "'similar images' works without it (docs/dashboard.md).",
+    )
+    search_clip_pretrained: str | None = Field(
+        default=None,
+        description="The search CLIP's open_clip pretrained tag (e.g. laion2b_s34b_b79k), "
+        "from the Hugging Face cache; as the worker's --clip-pretrained.",
+    )
+    search_clip_checkpoint: str | None = Field(
+        default=None,
+        description="A local weights file for the search CLIP (wins over the pretrained "
+        "tag); as the worker's --clip-checkpoint, so the scorer versions match.",
+    )
+    search_clip_model_config: str | None = Field(
+        default=None,
+        description="An open_clip model config JSON for a custom search CLIP architecture "
+        "(its file name, without .json, is DIFFWATCH_SEARCH_CLIP_MODEL).",
+    )
+    search_device: str = Field(
+        default="cpu",
+        pattern=r"^(cpu|auto|cuda(:\d+)?)$",
+        description="Where the dashboard encodes search text: cpu (the default), cuda, "
+        "cuda:N or auto.",
+    )
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:

@@ -5,13 +5,17 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from diffwatch.cli.common import fail, runtime
 from diffwatch.cli.options import DbUrl
+
+if TYPE_CHECKING:
+    from diffwatch.context import Runtime
 
 # st.App around diffwatch/app/main.py: Streamlit plus app.guard (allowed hosts, no metrics) and
 # app.errors (error ids); see diffwatch.app_defaults for the options set below.
@@ -62,15 +66,27 @@ def app_cmd(
     database_url: DbUrl = None,
 ) -> None:
     """Serve the ops dashboard (cost, latency, GPU, quality, model versions)."""
-    from diffwatch.app_defaults import streamlit_options
-
     try:
         import streamlit  # noqa: F401
     except ImportError:
         raise fail("the dashboard needs Streamlit: pip install 'diffwatch[app]'", 2) from None
-    rt = runtime(database_url)
+    serve(runtime(database_url), port, address, allowed_host or ())
+
+
+def serve(
+    rt: "Runtime",
+    port: int = 8501,
+    address: str = "127.0.0.1",
+    allowed_hosts: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+) -> None:
+    """Run the dashboard on ``rt``'s database until it stops (``extra_env``: more variables
+    for the app process, e.g. the demo's DIFFWATCH_SEARCH_CLIP_*)."""
+    from diffwatch.app_defaults import streamlit_options
+
     env = {
         **os.environ,
+        **(extra_env or {}),
         "DIFFWATCH_APP_CONNINFO": rt.conninfo,
         # uvicorn (under Streamlit) takes X-Forwarded-For from any loopback peer as the
         # client's address, so a local client could forge a fresh one per login attempt.
@@ -82,7 +98,7 @@ def app_cmd(
         "STREAMLIT_CLIENT_DISABLE_DATA_EXPORT": "true",
     }
     typer.echo(f"diffwatch dashboard on http://{address}:{port}  (Ctrl-C stops it)")
-    options = streamlit_options(rt.settings.dashboard_url, address, allowed_host or ())
+    options = streamlit_options(rt.settings.dashboard_url, address, allowed_hosts)
     hosts = ", ".join(options["server.allowedHosts"])
     typer.echo(f"answering to host names: {hosts} (others get 400)")
     proc = subprocess.Popen(streamlit_command(port, address, options), env=env)

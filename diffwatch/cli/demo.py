@@ -138,6 +138,14 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve",
+            help="Then serve the dashboard on the demo's data (as `diffwatch app`), its image "
+            "search encoding text with the CLIP that scored the images. Ctrl-C stops it.",
+        ),
+    ] = False,
     as_json: AsJson = False,
     database_url: DbUrl = None,
 ) -> None:
@@ -178,12 +186,55 @@ def demo(
         ) from None
     except OSError as exc:
         raise fail(f"cannot write the demo output under {opts.out}: {exc}; pick --out") from None
+    search = search_env(result, opts.score.clip)
     if as_json:
         d = result.as_dict()
         d["database_url"] = _shown_url(rt.conninfo)
         typer.echo(json.dumps(d, default=str))
     else:
         _print_summary(result, _shown_url(rt.conninfo))
+        if search:
+            settings = " ".join(f"{k}={v}" for k, v in search.items())
+            typer.echo(f"image search by text in the dashboard (`--serve` sets it): {settings}")
+    if serve:
+        from diffwatch.cli.app import serve as serve_app
+
+        serve_app(rt, extra_env=search)
+
+
+SEARCH_PREFIX = "DIFFWATCH_SEARCH_CLIP_"
+
+
+def search_env(r: DemoResult, clip: ClipOptions) -> dict[str, str]:
+    """The DIFFWATCH_SEARCH_CLIP_* settings of the CLIP that scored the demo's images (the
+    demo CLIP, or real cached weights), so the dashboard's text search encodes words into
+    the images' embedding space; {} when no CLIP scored, or when the environment already
+    names a search CLIP (it wins)."""
+    import os
+
+    from diffwatch.model.clip_labels import DEMO_CLIP_NAME
+
+    sc = r.scoring
+    if sc is None or any(k.startswith(SEARCH_PREFIX) for k in os.environ):
+        return {}
+    if sc.demo_clip:
+        checkpoint = Path(sc.demo_clip["checkpoint"]).absolute()
+        return {
+            f"{SEARCH_PREFIX}MODEL": DEMO_CLIP_NAME,
+            f"{SEARCH_PREFIX}CHECKPOINT": str(checkpoint),
+            f"{SEARCH_PREFIX}MODEL_CONFIG": str(checkpoint.parent / f"{DEMO_CLIP_NAME}.json"),
+        }
+    if not any(s.name == "clip" for s in sc.scorers):
+        return {}
+    env = {f"{SEARCH_PREFIX}MODEL": clip.model}
+    if clip.checkpoint:
+        env[f"{SEARCH_PREFIX}CHECKPOINT"] = str(Path(clip.checkpoint).absolute())
+    elif clip.pretrained:
+        env[f"{SEARCH_PREFIX}PRETRAINED"] = clip.pretrained
+        env["HF_HUB_OFFLINE"] = "1"  # the demo found these weights in the cache: only there
+    if clip.model_config:
+        env[f"{SEARCH_PREFIX}MODEL_CONFIG"] = str(Path(clip.model_config).absolute())
+    return env
 
 
 def _parse_end(value: str | None) -> datetime | None:

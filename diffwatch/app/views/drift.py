@@ -1,5 +1,6 @@
-"""Drift: prompt-distribution drift runs and output drift (re-generation, golden set) over
-time, with drill-down to what moved, to a run's items and to images side by side."""
+"""Drift: prompt-distribution drift runs, output drift (re-generation, golden set) and image
+drift (stored CLIP image embeddings, ``drift_images``) over time, with drill-down to what
+moved, to a run's items and to images side by side."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from diffwatch.app import charts, data, sidebar
 from diffwatch.app.views import drift_prompt_tests as ptests
+from diffwatch.app.views.drift_images import image_section
 from diffwatch.app.views.drift_output import (
     fmt_time,
     model_label,
@@ -30,7 +32,11 @@ from diffwatch.model.dashboard_url import bad_id, url_id
 from diffwatch.model.deploy_markers import DeployMarker
 
 DEFAULT_RANGE = "30d"  # drift checks run daily: a month shows a trend
-TABS = ("Prompt drift", "Output drift (re-generation & golden set)")
+TABS = (
+    "Prompt drift",
+    "Output drift (re-generation & golden set)",
+    "Image drift (CLIP embeddings)",
+)
 EFFECT_NAMES = ptests.EFFECT_NAMES
 TOP_CLUSTERS = 12
 
@@ -387,12 +393,14 @@ def render() -> None:
         st.info(
             "No drift runs yet; run `diffwatch drift prompts` (prompt-distribution drift) / "
             "`diffwatch drift regenerate` (re-generate logged prompts with their seeds) / "
-            "`diffwatch drift regenerate --golden FILE` (a golden set against its baselines)."
+            "`diffwatch drift regenerate --golden FILE` (a golden set against its baselines) / "
+            "`diffwatch drift images` (the images themselves, through their CLIP embeddings)."
         )
         return
     prompts = data.drift_runs(f, ("prompts",))
     outputs = data.drift_runs(f, OUTPUT_KINDS)
-    if prompts.empty and outputs.empty:
+    image_runs = data.drift_runs(f, ("images",))
+    if prompts.empty and outputs.empty and image_runs.empty:
         st.info(
             f"No drift runs in this time range and filter; the newest started "
             f"{fmt_time(overview.newest)} UTC: widen the time range in the sidebar."
@@ -405,18 +413,25 @@ def render() -> None:
     wanted, bad = url_id(st.query_params.get("run"))
     output_ids = {int(i) for i in (outputs["id"].tolist() if len(outputs) else [])}
     prompt_ids = {int(i) for i in (prompts["id"].tolist() if len(prompts) else [])}
+    image_ids = {int(i) for i in (image_runs["id"].tolist() if len(image_runs) else [])}
     if bad:
         st.warning(bad_id("run", "the newest run"))
-    elif wanted is not None and wanted not in output_ids | prompt_ids:
+    elif wanted is not None and wanted not in output_ids | prompt_ids | image_ids:
         st.info(
             "The run linked in the address (?run=) is not among the runs listed here: it may "
             "be outside the time range or filter in the sidebar. Showing the newest run."
         )
-    in_output = wanted in output_ids
-    first = TABS[1] if in_output or prompts.empty else TABS[0]
-    tab_prompts, tab_output = st.tabs(list(TABS), default=first)
+    if wanted in image_ids or (prompts.empty and outputs.empty):
+        first = TABS[2]
+    elif wanted in output_ids or prompts.empty:
+        first = TABS[1]
+    else:
+        first = TABS[0]
+    tab_prompts, tab_output, tab_images = st.tabs(list(TABS), default=first)
     marks = data.deploy_markers(f)
     with tab_prompts:
         prompt_section(prompts, marks)
     with tab_output:
         output_section(outputs, marks)
+    with tab_images:
+        image_section(image_runs, marks)

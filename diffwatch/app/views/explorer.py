@@ -1,4 +1,5 @@
-"""Generation explorer: find generations by prompt text or request_id, and see one whole."""
+"""Generation explorer: find generations by prompt text or request_id and see one whole, or
+search the images themselves (``views.image_search``): by a description, or like one image."""
 
 from __future__ import annotations
 
@@ -8,14 +9,42 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from diffwatch.app import clip_note, data, images, sidebar
+from diffwatch.app import clip_note, data, images, search_data, sidebar
+from diffwatch.app.views import image_search
 from diffwatch.db.queries.clip_versions import ClipVersion
+
+MODES = {
+    "generations": "Generations (prompt text or request_id)",
+    "images": "Images (describe them, or find similar ones)",
+}
+
+
+def _mode() -> str:
+    """The explorer's mode: from the address (``?find=``), written back when changed."""
+    p = image_search.MODE_PARAM
+    wanted = st.query_params.get(p)
+    if wanted not in MODES:
+        wanted = "images" if image_search.SIMILAR_PARAM in st.query_params else "generations"
+    modes = list(MODES)
+    mode = st.radio(
+        "Find", modes, index=modes.index(wanted), format_func=MODES.get, horizontal=True
+    )
+    if mode != st.query_params.get(p):
+        if mode == "generations":
+            if p in st.query_params:
+                del st.query_params[p]
+        else:
+            st.query_params[p] = mode
+    return mode
 
 
 def render() -> None:
     """Draw the page."""
     f = sidebar.filters()
     st.title("Generation explorer")
+    if _mode() == "images":
+        image_search.render(f)
+        return
     text = st.text_input(
         "Search", value=st.query_params.get("q", ""), placeholder="prompt text or request_id"
     )
@@ -60,6 +89,15 @@ def render() -> None:
     with left:
         flagged = any(s.scorer == "nsfw" and s.flagged for s in d.scores)
         images.show(g.image_uri, flagged, f"explorer-{g.id}")
+        if search_data.embedding_support().enabled:
+            st.button(
+                "Similar images",
+                key=f"explorer-similar-{g.id}",
+                on_click=image_search.open_similar,
+                args=(g.id,),
+                help="Images nearest this one by their CLIP embeddings, in the sidebar's "
+                "period and filters.",
+            )
     with right:
         st.text("Prompt:")
         st.text(g.prompt)

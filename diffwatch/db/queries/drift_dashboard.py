@@ -17,7 +17,7 @@ import psycopg
 
 from diffwatch.model.filters import Filters
 
-KINDS = ("prompts", "regenerate", "golden")
+KINDS = ("prompts", "regenerate", "golden", "images")
 OUTPUT_KINDS = ("regenerate", "golden")
 MAX_RUNS = 1000
 MAX_ITEMS = 5000
@@ -27,8 +27,9 @@ MAX_ITEMS = 5000
 class DriftRunRow:
     """One drift run's headline figures (``summary`` only when read by ``drift_run``).
 
-    ``alpha`` is the prompt test's significance level (from the summary, else the prompt
-    run's ``threshold``) and ``effect_size_name`` its effect measure; ``n_compared`` counts
+    ``alpha`` is the prompt or image test's significance level (from the summary, else the
+    run's ``threshold``) and ``effect_size_name`` its effect measure; an image-drift run's
+    ``statistic`` is its overall CMMD (× 1000); ``n_compared`` counts
     items compared with a reference (status ``ok``), ``mean_cosine`` is their mean CLIP
     image–image cosine (−1..1) and ``flagged_share`` the flagged share of them (0..1); each
     None when not known.
@@ -123,9 +124,13 @@ def _run_select(with_summary: bool) -> str:
     return f"""
     SELECT {_RUN_COLS},
            coalesce({_num("{test,alpha}")},
-                    CASE WHEN r.kind = 'prompts' THEN r.threshold END),
+                    CASE WHEN r.kind = 'images' THEN {_num("{overall,alpha}")} END,
+                    CASE WHEN r.kind IN ('prompts', 'images') THEN r.threshold END),
            CASE WHEN jsonb_typeof(r.summary #> '{{test,effect_size_name}}') = 'string'
-                THEN r.summary #>> '{{test,effect_size_name}}' END,
+                THEN r.summary #>> '{{test,effect_size_name}}'
+                WHEN r.kind = 'images'
+                 AND jsonb_typeof(r.summary #> '{{overall,effect_size_name}}') = 'string'
+                THEN r.summary #>> '{{overall,effect_size_name}}' END,
            {_num("{tolerance}")},
            i.n_compared, i.mean_cosine,
            CASE WHEN i.n_compared > 0 THEN i.n_flagged::float8 / i.n_compared END{summary}
