@@ -42,8 +42,9 @@ HELP = (
     "are here (--clip-checkpoint, or the pretrained tag in the Hugging Face cache); else the "
     "demo CLIP, a tiny CLIP trained on the demo's own scenes (about a minute the first time, "
     "then reused from DIFFWATCH_HOME/demo-models), labelled as such wherever it shows.\n\n"
-    "Then the drift checks run on the history: prompt drift (the last quarter of the window "
-    "against the rest), re-generation of a few logged prompts and of the shipped golden set. "
+    "Then the drift checks run on the history: prompt drift and image drift (the last quarter "
+    "of the window against the rest; image drift reads the CLIP embeddings that scoring "
+    "stored), re-generation of a few logged prompts and of the shipped golden set. "
     "Without --pipeline (or DIFFWATCH_PIPELINE) they use a tiny random-weight pipeline, and "
     "without CLIP weights they use the demo CLIP too; runs made with the tiny pipeline are "
     "labelled demo runs.\n\n"
@@ -508,6 +509,17 @@ def _print_drift(d: dict) -> None:
                 for t in p["grew"][:3]
             )
             echo(f"  what moved: {words}")
+    im = d.get("images")
+    if im is not None:
+        if "error" in im:
+            echo(f"  images: not tested: {im['error']}")
+        else:
+            o = im["overall"]
+            echo(
+                f"  images: {'DRIFT' if im['drifted'] else 'no drift'} ({im['attribution']}; "
+                f"CMMD {o['cmmd']:.3f}, p = {o['p_value']:.3f}, effect {o['effect_size']:.2f}, "
+                f"{o['n_reference']} vs {o['n_current']} stored CLIP image embeddings)"
+            )
     for key in ("regenerate", "golden"):
         if "error" in d[key]:
             echo(f"  {key}: not run: {d[key]['error']}")
