@@ -40,6 +40,34 @@ def _correct(res: dict[str, Any]) -> None:
     assert res["correct"]["ok"] is True, res["correct"]
 
 
+def check_embeddings(res: dict[str, Any]) -> None:
+    _correct(res)
+    sc, se = res["scoring"], res["search"]
+    # Scoring: the same images both ways, in ABBA rounds; every image scored once, and its
+    # embedding stored only with embeddings on.
+    assert [r["variant"] for r in sc["runs"]] == ["with", "without", "without", "with"]
+    for r in sc["runs"]:
+        assert r["claimed"] == sc["images"] and r["failures"] == 0
+        assert r["embeddings_stored"] == (sc["images"] if r["variant"] == "with" else 0)
+    _positive(sc["with_embeddings"], "images_per_s", "seconds")
+    _positive(sc["without_embeddings"], "images_per_s", "seconds")  # the baseline
+    _positive(sc, "ratio_with_vs_without")
+    _positive(sc["write_alone"], "hnsw_ms_per_embedding", "table_only_ms_per_embedding")
+    assert sc["clip"]["embedding_dims"] == 512  # full-width rows, as ViT-B-32 writes
+    assert res["goals"] == {"scoring_cost_max": 0.15}
+    assert isinstance(res["pass"]["scoring_cost"], bool)
+    for store in (sc["storage"], se["storage"]):
+        _positive(store, "bytes_per_embedding", "hnsw_bytes_per_embedding", "gib_per_million")
+    # Search: the index against exact scans on the same held-out queries, with its recall.
+    assert se["rows"] == se["storage"]["rows"] == 2_000 and se["load"]["index_build_s"] >= 0
+    _positive(se["index"], "p50_ms", "p95_ms")
+    _positive(se["exact"], "p50_ms", "p95_ms")  # the baseline
+    _positive(se, "exact_vs_index_p50")
+    assert se["correct"]["index_used_by_every_index_query"] is True
+    assert 0.9 <= se["recall_at_20"] <= 1.0  # 2,000 rows: the index finds nearly all
+    assert "status" in res["drift_images"]  # part 3's place (a placeholder for now)
+
+
 def check_gate(res: dict[str, Any]) -> None:
     _correct(res)
     _positive(res["baseline_engine_alone"], "images_per_s", "seconds")
@@ -211,6 +239,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "alerts": check_alerts,
     "demo_clip": check_demo_clip,
     "dashboard": check_dashboard,
+    "embeddings": check_embeddings,
     "gate": check_gate,
     "ingest": check_ingest,
     "prompt_drift": check_prompt_drift,
