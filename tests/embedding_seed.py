@@ -39,8 +39,11 @@ def unit_rows(rng: np.random.Generator, n: int, dims: int, centre: np.ndarray | 
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def seed(db_url: str, gens: Sequence[Gen], version: str = VERSION) -> list[int]:
-    """Insert the generations and their embeddings; returns their ids in order."""
+def seed(
+    db_url: str, gens: Sequence[Gen], version: str = VERSION, *, indexed: bool = True
+) -> list[int]:
+    """Insert the generations and their embeddings (as scoring does: pending), then move
+    them into the index unless ``indexed`` is False; returns their ids in order."""
     dims = int(np.asarray(gens[0].embedding).shape[0])
     with psycopg.connect(raw_conninfo(db_url), autocommit=True) as conn:
         st = emb.support(conn)
@@ -55,8 +58,15 @@ def seed(db_url: str, gens: Sequence[Gen], version: str = VERSION) -> list[int]:
                     "INSERT INTO generations (request_id, ts, model, model_version, prompt,"
                     " status, seed, image_uri) VALUES (%s, %s, %s, %s, %s, 'ok', %s, %s)"
                     " RETURNING id",
-                    (f"seed-{start + i}", g.ts, g.model, g.model_version, g.prompt, g.seed,
-                     g.image_uri),  # fmt: skip
+                    (
+                        f"seed-{start + i}",
+                        g.ts,
+                        g.model,
+                        g.model_version,
+                        g.prompt,
+                        g.seed,
+                        g.image_uri,
+                    ),
                 ).fetchone()[0]
                 ids.append(gid)
                 if g.nsfw is not None:
@@ -67,4 +77,6 @@ def seed(db_url: str, gens: Sequence[Gen], version: str = VERSION) -> list[int]:
                     )
             emb.store(cur, [emb.EmbeddingRow(gid, version, g.embedding)
                             for gid, g in zip(ids, gens, strict=True)], [])  # fmt: skip
+        while indexed and emb.index_pending(conn):
+            pass
     return ids

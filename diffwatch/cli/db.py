@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from diffwatch.cli.common import fail, runtime
-from diffwatch.cli.options import DbUrl
+from diffwatch.cli.options import AsJson, DbUrl
 
 app = typer.Typer(help="Create and migrate the database schema.", no_args_is_help=True)
 
@@ -99,6 +99,34 @@ def db_prompt_index(
         f"prompt index {prompt_index.INDEX}: {'present' if st.present else 'absent'}{size}"
         f" (pg_trgm {'available' if st.available else 'not available'} on this server)"
     )
+
+
+@app.command("index-embeddings")
+def db_index_embeddings(
+    as_json: AsJson = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Move the image embeddings that scoring stored since the last run into the search
+    index (HNSW), until none is left. `diffwatch worker` does this every few seconds; run
+    it by hand after a bulk scoring run. Searches and drift read pending rows meanwhile."""
+    import json
+
+    import psycopg
+
+    from diffwatch.db.queries import embeddings
+    from diffwatch.embeddings.index import index_pending
+
+    rt = runtime(database_url)
+    with psycopg.connect(rt.conninfo, autocommit=True) as conn:
+        st = embeddings.support(conn)
+        if not st.enabled:
+            raise fail(st.describe())
+        pending = embeddings.pending_count(conn)
+    moved = index_pending(rt.conninfo)
+    if as_json:
+        typer.echo(json.dumps({"pending": pending, "indexed": moved}))
+    else:
+        typer.echo(f"indexed {moved:,} image embeddings ({pending:,} were pending)")
 
 
 def register(root: typer.Typer, name: str) -> None:

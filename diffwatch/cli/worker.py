@@ -1,7 +1,8 @@
 """``diffwatch worker``: the periodic jobs on one schedule (APScheduler).
 
-Jobs: roll up new rows (``rollups refresh``), evaluate alert rules, deliver due alert emails,
-and optionally fill the review queue. Each job opens its own connection per run, so a
+Jobs: roll up new rows (``rollups refresh``), move newly stored image embeddings into the
+search index, evaluate alert rules, deliver due alert emails, and optionally fill the review
+queue. Each job opens its own connection per run, so a
 PostgreSQL restart costs one missed run: the job logs one line when the database goes
 away and one when it is back, and the next run catches up (nothing is lost: rollups,
 alert states and the outbox all live in the database). The jobs' steps belong to their
@@ -32,6 +33,7 @@ class WorkerArgs:
     deliver_s: float
     review_s: float
     review_policy: Path | None
+    embeddings_s: float = 5.0
 
 
 def jobs(conninfo: str, dashboard_url: str, a: WorkerArgs) -> "list[Job]":
@@ -56,8 +58,15 @@ def jobs(conninfo: str, dashboard_url: str, a: WorkerArgs) -> "list[Job]":
         added, _ = fill_queue(conninfo, policy, datetime.now(UTC))
         return added if any(added.values()) else None
 
+    def index_embeddings() -> object:
+        from diffwatch.embeddings.index import index_pending
+
+        moved = index_pending(conninfo, max_s=max(a.embeddings_s, 1.0) * 5)
+        return {"indexed": moved} if moved else None
+
     all_jobs = [
         Job("rollups", a.rollups_s, lambda: rollups.refresh_once(conninfo)),
+        Job("embeddings-index", a.embeddings_s, index_embeddings),
         Job("alerts-evaluate", a.alerts_s, evaluate),
         Job("alerts-deliver", a.deliver_s, deliver),
         Job("review-enqueue", a.review_s, review),
@@ -88,13 +97,24 @@ def worker(
     review_policy: Annotated[
         Path | None, typer.Option(help="Review policy TOML for the review job.")
     ] = None,
+    embeddings_every: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds between moves of newly stored image embeddings into the search "
+            "index (0: off; needs pgvector, a no-op without it).",
+        ),
+    ] = 5.0,
     database_url: DbUrl = None,
 ) -> None:
-    """Run the periodic jobs: rollups, alert evaluation, alert email delivery and
-    (optionally) the review queue, until Ctrl-C or SIGTERM."""
+    """Run the periodic jobs: rollups, indexing of new image embeddings, alert evaluation,
+    alert email delivery and (optionally) the review queue, until Ctrl-C or SIGTERM."""
     from diffwatch.periodic import run_jobs
 
-    a = WorkerArgs(rollups_every, alerts_every, deliver_every, review_every, review_policy)
+    a = WorkerArgs(
+        rollups_every, alerts_every, deliver_every, review_every, review_policy,
+        embeddings_every,
+    )  # fmt: skip
     rt = runtime(database_url, wait=not once)
     todo = jobs(rt.conninfo, rt.settings.dashboard_url, a)
     if once:

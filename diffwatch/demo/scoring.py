@@ -300,6 +300,9 @@ def score_demo(
         left = worker.pending()
     finally:
         worker.close()
+    from diffwatch.embeddings.index import index_pending
+
+    index_pending(conninfo)  # the image embeddings into the search index (diffwatch worker's job)
     report = ScoringReport(
         limit=limit,
         claimed=summary.claimed,

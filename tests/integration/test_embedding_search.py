@@ -69,7 +69,7 @@ def test_filters_apply_and_a_narrow_filter_still_fills_k(vector_db_url, conn):
 def test_bad_vectors_are_refused_with_a_reason(vector_db_url, conn):
     seed(vector_db_url, [Gen(unit_rows(np.random.default_rng(0), 1, 16)[0])])
     sp = _space(conn)
-    with pytest.raises(ValueError, match="has 8 values; scorer version .* stores 16"):
+    with pytest.raises(ValueError, match=r"has 8 values; scorer version .* stores 16"):
         reads.search(conn, sp, np.ones(8), ALL)
     with pytest.raises(ValueError, match="finite and not all zeros"):
         reads.search(conn, sp, np.zeros(16), ALL)
@@ -90,3 +90,22 @@ def test_window_sample_is_even_and_carries_what_analyses_need(vector_db_url, con
     sample = reads.window(conn, sp, ALL, limit=90)
     days = [int(p[1:]) // 100 for p in sample.prompts]
     assert len(sample) == 90 and all(20 <= days.count(d) <= 40 for d in range(3))  # spread
+
+
+def test_embeddings_not_yet_indexed_are_found_and_indexing_keeps_the_answer(vector_db_url, conn):
+    rng = np.random.default_rng(8)
+    rows = unit_rows(rng, 300, 32)
+    old = seed(vector_db_url, [Gen(e, seed=i) for i, e in enumerate(rows[:200])])
+    new = seed(vector_db_url, [Gen(e, seed=i) for i, e in enumerate(rows[200:])], indexed=False)
+    ids = old + new
+    sp = _space(conn)
+    assert emb.spaces(conn)[0].images == 300 and emb.pending_count(conn) == 100
+    truth = [ids[i] for i in np.argsort(-(rows @ rows[250]))[:10]]
+    before = [h.generation_id for h in reads.search(conn, sp, rows[250], ALL, k=10)]
+    assert before[0] == ids[250] and before == truth
+    assert len(reads.window(conn, sp, ALL)) == 300
+    while emb.index_pending(conn, 40):
+        pass
+    assert emb.pending_count(conn) == 0
+    after = [h.generation_id for h in reads.search(conn, sp, rows[250], ALL, k=10)]
+    assert after == truth

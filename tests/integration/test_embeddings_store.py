@@ -36,6 +36,15 @@ def test_embeddings_stored_once_per_generation_and_clip_version(tmp_path, vector
     first = _score(vector_db_url, "--scorers", "clip,nsfw", "--batch-size", "4", *clip)
     assert first["claimed"] == 10
     [(version,)] = _rows(vector_db_url, "SELECT scorer_version FROM embedding_spaces")
+    # Scoring stores them pending; the indexer moves them into the indexed table, once.
+    assert _rows(vector_db_url, "SELECT count(*) FROM image_embeddings_pending")[0][0] == 9
+    assert _rows(vector_db_url, "SELECT count(*) FROM image_embeddings")[0][0] == 0
+    res = CliRunner().invoke(
+        build(), ["db", "index-embeddings", "--json", "--database-url", vector_db_url]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {"pending": 9, "indexed": 9}
+    assert _rows(vector_db_url, "SELECT count(*) FROM image_embeddings_pending")[0][0] == 0
     stored = _rows(
         vector_db_url,
         "SELECT e.generation_id, e.embedding::real[] FROM image_embeddings e ORDER BY 1",
@@ -67,7 +76,8 @@ def test_embeddings_stored_once_per_generation_and_clip_version(tmp_path, vector
     _score(vector_db_url, "--scorers", "clip", *tiny_clip_args(tmp_path / "m2", seed=1))
     per_version = _rows(
         vector_db_url,
-        "SELECT scorer_version, count(*) FROM image_embeddings GROUP BY 1 ORDER BY 2",
+        "SELECT scorer_version, count(*) FROM (SELECT scorer_version FROM image_embeddings"
+        " UNION ALL SELECT scorer_version FROM image_embeddings_pending) e GROUP BY 1 ORDER BY 2",
     )
     assert [n for _, n in per_version] == [9, 9] and version in dict(per_version)
 
@@ -76,7 +86,7 @@ def test_no_embeddings_option_keeps_none(tmp_path, vector_db_url):
     seed_with_images(raw_conninfo(vector_db_url), tmp_path / "d", 4)
     _score(vector_db_url, "--scorers", "clip", "--no-embeddings", *tiny_clip_args(tmp_path / "m"))
     assert _rows(vector_db_url, "SELECT count(*) FROM scorer_results")[0][0] == 4
-    assert _rows(vector_db_url, "SELECT count(*) FROM image_embeddings")[0][0] == 0
+    assert _rows(vector_db_url, "SELECT count(*) FROM image_embeddings_pending")[0][0] == 0
 
 
 def test_without_pgvector_scoring_works_as_before(tmp_path, novector_admin_url):

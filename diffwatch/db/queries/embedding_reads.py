@@ -23,6 +23,12 @@ from diffwatch.db.queries.embeddings import Space, space_expr
 from diffwatch.model.filters import Filters
 
 EF_SEARCH_MIN = 100  # HNSW candidates per scan (pgvector's default is 40)
+# Every stored image embedding: the indexed ones and those scoring stored since the indexer
+# last ran (``embeddings.index_pending``).
+_ALL = (
+    "(SELECT generation_id, scorer_version, embedding FROM image_embeddings"
+    " UNION ALL SELECT generation_id, scorer_version, embedding FROM image_embeddings_pending)"
+)
 
 _FILTERS = """
   AND g.ts >= %(start)s AND g.ts < %(end)s
@@ -92,7 +98,10 @@ def search(
     hits = _search(conn, sp, q / norm, f, k, exclude, exact)
     if len(hits) < k and not exact:
         hits = _search(conn, sp, q / norm, f, k, exclude, True)
-    return hits
+    # Not yet indexed: few rows (what scoring stored since the indexer last ran), scanned.
+    hits += _search(conn, sp, q / norm, f, k, exclude, True, table="image_embeddings_pending")
+    hits.sort(key=lambda h: (-h.similarity, h.generation_id))
+    return hits[:k]
 
 
 def _search(
@@ -103,6 +112,7 @@ def _search(
     k: int,
     exclude: int | None,
     exact: bool,
+    table: str = "image_embeddings",
 ) -> list[SearchHit]:
     expr = space_expr(sp.vector_type, sp.dims)
     qexpr = sql.SQL("%(q)s::vector::{t}({d})").format(
@@ -114,13 +124,13 @@ def _search(
                g.image_uri, 1 - ({expr} <=> {q}),
                (SELECT bool_or(n.flagged) FROM scorer_results n
                  WHERE n.generation_id = g.id AND n.scorer = 'nsfw')
-        FROM image_embeddings e JOIN generations g ON g.id = e.generation_id
+        FROM {table} e JOIN generations g ON g.id = e.generation_id
         WHERE e.scorer_version = %(version)s
           AND (%(exclude)s::bigint IS NULL OR e.generation_id <> %(exclude)s)
         """
         + _FILTERS
         + " ORDER BY {expr} <=> {q} LIMIT %(k)s"
-    ).format(expr=expr, q=qexpr)
+    ).format(expr=expr, q=qexpr, table=sql.Identifier(table))
     params = _filter_params(f) | {
         "version": sp.scorer_version,
         "q": q,
@@ -144,8 +154,8 @@ def _search(
 def embedding_of(conn: psycopg.Connection, sp: Space, generation_id: int) -> np.ndarray | None:
     """One generation's stored image embedding in a space (float32), or None."""
     row = conn.execute(
-        "SELECT embedding::vector FROM image_embeddings"
-        " WHERE generation_id = %s AND scorer_version = %s",
+        f"SELECT embedding::vector FROM {_ALL} e"
+        " WHERE generation_id = %s AND scorer_version = %s LIMIT 1",
         (generation_id, sp.scorer_version),
     ).fetchone()
     return None if row is None else np.asarray(row[0].to_numpy(), dtype=np.float32)
@@ -192,7 +202,9 @@ def window(
     query = (
         """
         SELECT g.id, g.model_version, g.prompt, g.seed, e.embedding::vector
-        FROM image_embeddings e JOIN generations g ON g.id = e.generation_id
+        FROM """
+        + _ALL
+        + """ e JOIN generations g ON g.id = e.generation_id
         WHERE e.scorer_version = %(version)s
         """
         + _FILTERS
@@ -216,7 +228,7 @@ def window_versions(conn: psycopg.Connection, sp: Space, f: Filters) -> list[str
     """The model versions with stored embeddings in the range and filters, by name."""
     rows = conn.execute(
         "SELECT DISTINCT g.model_version"
-        " FROM image_embeddings e JOIN generations g ON g.id = e.generation_id"
+        f" FROM {_ALL} e JOIN generations g ON g.id = e.generation_id"
         " WHERE e.scorer_version = %(version)s" + _FILTERS + " ORDER BY 1",
         _filter_params(f) | {"version": sp.scorer_version},
     ).fetchall()

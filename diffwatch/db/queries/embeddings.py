@@ -32,8 +32,10 @@ log = logging.getLogger(__name__)
 EXTENSION = "vector"
 HALFVEC_SINCE = (0, 7, 0)
 IMAGE_TABLE = "image_embeddings"
+PENDING_TABLE = "image_embeddings_pending"
 PROMPT_TABLE = "prompt_embeddings"
-TABLES = (IMAGE_TABLE, PROMPT_TABLE)
+TABLES = (IMAGE_TABLE, PENDING_TABLE, PROMPT_TABLE)
+INDEX_BATCH = 2000  # pending rows moved into the index per transaction
 HNSW_M = 16  # pgvector's defaults, named so the benchmark and the docs agree
 HNSW_EF_CONSTRUCTION = 64
 INSTALL_HINT = (
@@ -99,6 +101,7 @@ def support(conn: psycopg.Connection) -> Support:
         "SELECT (SELECT default_version FROM pg_available_extensions WHERE name = %(e)s),"
         " (SELECT extversion FROM pg_extension WHERE extname = %(e)s),"
         " to_regclass('image_embeddings') IS NOT NULL"
+        " AND to_regclass('image_embeddings_pending') IS NOT NULL"
         " AND to_regclass('prompt_embeddings') IS NOT NULL",
         {"e": EXTENSION},
     ).fetchone()
@@ -134,6 +137,15 @@ def ensure_schema(conn: psycopg.Connection) -> Support:
                 " PRIMARY KEY (generation_id, scorer_version))"
             ).format(vt=vt)
         )
+        # Scoring writes here, in its own transaction: a row costs about as much as any
+        # other (no vector index), and ``index_pending`` moves rows into image_embeddings,
+        # whose HNSW index costs milliseconds a row to maintain, off the scoring path.
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS image_embeddings_pending"
+            " (LIKE image_embeddings INCLUDING DEFAULTS INCLUDING CONSTRAINTS,"
+            " PRIMARY KEY (generation_id, scorer_version),"
+            " FOREIGN KEY (generation_id) REFERENCES generations(id) ON DELETE CASCADE)"
+        )
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS prompt_embeddings ("
@@ -149,7 +161,9 @@ def ensure_schema(conn: psycopg.Connection) -> Support:
 
 def drop_schema(conn: psycopg.Connection) -> None:
     """Drop the embedding tables (the migration's downgrade); the extension stays."""
-    conn.execute("DROP TABLE IF EXISTS image_embeddings, prompt_embeddings")
+    conn.execute(
+        "DROP TABLE IF EXISTS image_embeddings, image_embeddings_pending, prompt_embeddings"
+    )
 
 
 def index_name(scorer_version: str) -> str:
@@ -229,6 +243,8 @@ def spaces(conn: psycopg.Connection) -> list[Space]:
         for r in conn.execute(
             "SELECT s.scorer_version, s.dims, s.vector_type,"
             " (SELECT count(*) FROM image_embeddings e WHERE e.scorer_version = s.scorer_version)"
+            " + (SELECT count(*) FROM image_embeddings_pending e"
+            "    WHERE e.scorer_version = s.scorer_version)"
             " FROM embedding_spaces s ORDER BY 4 DESC, 1"
         )
     ]
@@ -280,11 +296,12 @@ def store(
     prompts: Sequence[PromptEmbeddingRow],
 ) -> int:
     """Insert embeddings, once per (generation, version) and (version, prompt); returns the
-    image rows really inserted. Runs in the caller's transaction (with the scores)."""
+    image rows really inserted. Runs in the caller's transaction (with the scores). Image
+    embeddings go to the pending table; ``index_pending`` moves them into the index."""
     stored = 0
     if images:
         cur.executemany(
-            "INSERT INTO image_embeddings (generation_id, scorer_version, embedding)"
+            "INSERT INTO image_embeddings_pending (generation_id, scorer_version, embedding)"
             " VALUES (%s, %s, %s::vector) ON CONFLICT DO NOTHING",
             [(r.generation_id, r.scorer_version, _vec(r.embedding)) for r in images],
         )
@@ -305,3 +322,39 @@ def _vec(a: np.ndarray) -> np.ndarray:
     if not np.isfinite(v).all():
         raise ValueError("embedding has NaN or infinite values; it is not stored")
     return v
+
+
+def index_pending(conn: psycopg.Connection, limit: int = INDEX_BATCH) -> int:
+    """Move up to ``limit`` pending image embeddings into ``image_embeddings`` (and so into
+    their space's HNSW index), oldest first, in one transaction; returns the rows moved.
+
+    Any number of callers may run at once: each takes rows the others have not locked. A row
+    already indexed (a generation stored twice after a lost lease) is dropped, so each
+    (generation, version) is indexed once.
+    """
+    with conn.transaction():
+        row = conn.execute(
+            """
+            WITH batch AS (
+                SELECT generation_id, scorer_version FROM image_embeddings_pending
+                ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED
+            ), moved AS (
+                DELETE FROM image_embeddings_pending p USING batch b
+                WHERE p.generation_id = b.generation_id AND p.scorer_version = b.scorer_version
+                RETURNING p.generation_id, p.scorer_version, p.embedding, p.created_at
+            ), indexed AS (
+                INSERT INTO image_embeddings (generation_id, scorer_version, embedding, created_at)
+                SELECT generation_id, scorer_version, embedding, created_at FROM moved
+                ON CONFLICT DO NOTHING
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM indexed)
+            """,
+            (int(limit),),
+        ).fetchone()
+    return int(row[0])
+
+
+def pending_count(conn: psycopg.Connection) -> int:
+    """Image embeddings stored but not yet in the index (an estimate is not enough here)."""
+    return int(conn.execute("SELECT count(*) FROM image_embeddings_pending").fetchone()[0])
