@@ -337,21 +337,24 @@ def stored(conninfo: str, tag: str) -> dict[str, int]:
     return {"results": int(res), "embeddings_stored": int(embs)}
 
 
-def index_alone(conninfo: str, batch: int) -> dict[str, Any]:
-    """The indexer's work alone (``emb.index_pending``, one connection, ``batch`` rows a
-    transaction): every embedding left pending moved into the HNSW index, with nothing else
-    running; ms per embedding and rows/s."""
+def index_alone(conninfo: str, connections: int) -> dict[str, Any]:
+    """The indexer's work alone (``diffwatch.embeddings.index.index_pending`` on
+    ``connections`` connections): every embedding left pending moved into the HNSW index,
+    with nothing else running; rows/s, and ms per embedding per connection."""
+    from diffwatch.embeddings.index import index_pending
+
     with psycopg.connect(conninfo, autocommit=True) as conn:
         pending = emb.pending_count(conn)
-        t = time.perf_counter()
-        moved = 0
-        while n := emb.index_pending(conn, batch):
-            moved += n
-        spent = time.perf_counter() - t
+    t = time.perf_counter()
+    moved = index_pending(conninfo, connections=connections)
+    spent = time.perf_counter() - t
     return {
         "rows": moved,
         "pending_before": pending,
-        "ms_per_embedding": round(1000 * spent / moved, 4) if moved else None,
+        "connections": connections,
+        "ms_per_embedding_per_connection": round(1000 * spent * connections / moved, 4)
+        if moved
+        else None,
         "rows_per_s": round(moved / spent, 1) if moved else None,
     }
 
@@ -426,16 +429,20 @@ def measure_scoring(args: argparse.Namespace, admin_url: str, tmp: Path) -> dict
             )], dtype=np.float32)  # fmt: skip
         # What the indexer then does (diffwatch worker's job), off the scoring path: the
         # worker's own rows, and as many rows spread like real embeddings (part 2's draw).
-        progress("scoring: the indexer alone, on the rows the worker stored")
-        alone = {"worker_rows": index_alone(conninfo, emb.INDEX_BATCH)}
+        many = max(1, min(8, (os.cpu_count() or 2) - 1))
+        progress(f"scoring: the indexer alone ({many} connections), on the worker's rows")
+        alone = {"worker_rows": index_alone(conninfo, many)}
         vecs = gen.draw(np.random.default_rng([args.seed, 8]), len(unstored))
-        with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
-            emb.register(conn)
-            with conn.cursor() as cur:
-                emb.store(cur, [emb.EmbeddingRow(g, version, e)
-                                for g, e in zip(unstored, vecs, strict=True)], [])  # fmt: skip
-        progress(f"scoring: the indexer alone, on {len(unstored):,} spread rows")
-        alone["spread_rows"] = index_alone(conninfo, emb.INDEX_BATCH)
+        half = len(unstored) // 2
+        for key, lo, hi, conns in (("spread_rows_1", 0, half, 1),
+                                   ("spread_rows", half, len(unstored), many)):  # fmt: skip
+            with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
+                emb.register(conn)
+                rows = zip(unstored[lo:hi], vecs[lo:hi], strict=True)
+                with conn.cursor() as cur:
+                    emb.store(cur, [emb.EmbeddingRow(g, version, e) for g, e in rows], [])
+            progress(f"scoring: the indexer alone ({conns} connections), {hi - lo:,} spread rows")
+            alone[key] = index_alone(conninfo, conns)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             store = storage(conn)
     store["composition"] = (
@@ -477,14 +484,14 @@ def measure_scoring(args: argparse.Namespace, admin_url: str, tmp: Path) -> dict
     out["ratio_median_of_rounds"] = round(float(np.median(pairs)), 4)
     # Had the worker inserted into the HNSW index itself, each batch would have waited for
     # it: the cost it would have had, from the indexer's own ms per row.
-    ms = alone["spread_rows"]["ms_per_embedding"] or 0.0
+    ms = alone["spread_rows_1"]["ms_per_embedding_per_connection"] or 0.0
     out["indexer"] = {
         **alone,
         "keeps_up_with_images_per_s": alone["spread_rows"]["rows_per_s"],
         "cost_had_the_worker_indexed": round(1 - 1 / (1 + b["images_per_s"] * ms / 1e3), 4),
-        "basis": "embeddings.index_pending in transactions of "
-        f"{emb.INDEX_BATCH} rows, one connection, nothing else running; the worker's rows "
-        "and as many synthetic rows spread like real embeddings (part 2's distribution)",
+        "basis": "diffwatch.embeddings.index.index_pending, nothing else running: the "
+        "worker's rows, then synthetic rows spread like real embeddings (part 2's "
+        "distribution) on one connection and on several",
         "mean_pair_cosine": {
             "synthetic": mean_pair_cosine(vecs),
             "scored": mean_pair_cosine(scored),

@@ -103,6 +103,12 @@ def db_prompt_index(
 
 @app.command("index-embeddings")
 def db_index_embeddings(
+    connections: Annotated[
+        int,
+        typer.Option(
+            min=1, max=64, help="Parallel connections (each keeps one database core busy)."
+        ),
+    ] = 4,
     as_json: AsJson = False,
     database_url: DbUrl = None,
 ) -> None:
@@ -122,7 +128,7 @@ def db_index_embeddings(
         if not st.enabled:
             raise fail(st.describe())
         pending = embeddings.pending_count(conn)
-    moved = index_pending(rt.conninfo)
+    moved = index_pending(rt.conninfo, connections=connections)
     if as_json:
         typer.echo(json.dumps({"pending": pending, "indexed": moved}))
     else:

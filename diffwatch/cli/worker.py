@@ -34,6 +34,7 @@ class WorkerArgs:
     review_s: float
     review_policy: Path | None
     embeddings_s: float = 5.0
+    index_connections: int = 2
 
 
 def jobs(conninfo: str, dashboard_url: str, a: WorkerArgs) -> "list[Job]":
@@ -61,7 +62,9 @@ def jobs(conninfo: str, dashboard_url: str, a: WorkerArgs) -> "list[Job]":
     def index_embeddings() -> object:
         from diffwatch.embeddings.index import index_pending
 
-        moved = index_pending(conninfo, max_s=max(a.embeddings_s, 1.0) * 5)
+        moved = index_pending(
+            conninfo, connections=a.index_connections, max_s=max(a.embeddings_s, 1.0) * 5
+        )
         return {"indexed": moved} if moved else None
 
     all_jobs = [
@@ -105,6 +108,15 @@ def worker(
             "index (0: off; needs pgvector, a no-op without it).",
         ),
     ] = 5.0,
+    index_connections: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Connections that move image embeddings into the index in parallel (each "
+            "keeps one database core busy; about 150 rows/s each for 512-wide rows).",
+        ),
+    ] = 2,
     database_url: DbUrl = None,
 ) -> None:
     """Run the periodic jobs: rollups, indexing of new image embeddings, alert evaluation,
@@ -113,7 +125,7 @@ def worker(
 
     a = WorkerArgs(
         rollups_every, alerts_every, deliver_every, review_every, review_policy,
-        embeddings_every,
+        embeddings_every, index_connections,
     )  # fmt: skip
     rt = runtime(database_url, wait=not once)
     todo = jobs(rt.conninfo, rt.settings.dashboard_url, a)
