@@ -147,8 +147,15 @@ def _image_drift(
     """Image drift over the demo's window (its scored images' stored CLIP embeddings, the
     last quarter against the rest); an error entry where it cannot run (no pgvector, too
     few scored images)."""
+    import psycopg
+
+    from diffwatch.db.queries.embeddings import support
     from diffwatch.drift.images import ImageDriftOptions, run_image_drift
 
+    with psycopg.connect(conninfo) as conn:
+        st = support(conn)
+    if not st.enabled:  # not a failed run: this database cannot hold embeddings at all
+        return {"error": st.describe()}
     try:
         r = run_image_drift(
             conninfo,

@@ -5,7 +5,8 @@ column type and its partial HNSW index. ``image_embeddings`` (one row per genera
 scorer version) and ``prompt_embeddings`` (one per distinct prompt and scorer version) need
 the optional ``vector`` extension: they are created here when the server has it, and by any
 later ``diffwatch db upgrade`` once it is installed (``ensure_schema``). Drift runs gain the
-kind ``images`` (``diffwatch drift images``).
+kind ``images`` (``diffwatch drift images``), and alert rules the metrics ``image_drift`` and
+``duplicate_share``; downgrading is refused while a rule watches one, so no rule is lost.
 
 Revision ID: 0017
 Revises: 0016
@@ -25,6 +26,29 @@ branch_labels = None
 depends_on = None
 
 log = logging.getLogger("alembic.runtime.migration")
+
+_METRICS_BEFORE = (
+    "clip_mean",
+    "nsfw_rate",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "error_rate",
+    "cost_per_image_attributed",
+    "cost_per_image_fleet",
+    "gpu_idle_share",
+    "prompt_drift",
+    "regen_drift",
+    "human_rating_mean",
+)
+_NEW_METRICS = ("image_drift", "duplicate_share")
+
+
+def _metric_check(metrics: tuple[str, ...]) -> None:
+    op.drop_constraint(op.f("ck_alert_rules_metric"), "alert_rules", type_="check")
+    values = ", ".join(f"'{m}'" for m in metrics)
+    op.create_check_constraint(
+        op.f("ck_alert_rules_metric"), "alert_rules", f"metric IN ({values})"
+    )
 
 
 def _psycopg():
@@ -54,6 +78,7 @@ def upgrade() -> None:
         "drift_runs",
         "kind IN ('prompts', 'regenerate', 'golden', 'images')",
     )
+    _metric_check((*_METRICS_BEFORE, *_NEW_METRICS))
     from diffwatch.db.queries.embeddings import ensure_schema
 
     st = ensure_schema(_psycopg())
@@ -62,6 +87,20 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    n = (
+        op.get_bind()
+        .execute(
+            sa.text("SELECT count(*) FROM alert_rules WHERE metric = ANY(:m)"),
+            {"m": list(_NEW_METRICS)},
+        )
+        .scalar_one()
+    )
+    if n:
+        raise RuntimeError(
+            f"{n} alert rule(s) watch {' or '.join(_NEW_METRICS)}, which revision 0016 does "
+            "not know; change or delete them before downgrading"
+        )
+    _metric_check(_METRICS_BEFORE)
     from diffwatch.db.queries.embeddings import drop_schema
 
     drop_schema(_psycopg())
