@@ -47,8 +47,8 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "worker": LazyCommand(
         "diffwatch.cli.worker",
-        "Run the periodic jobs: rollups, alert evaluation, alert email delivery and\n"
-        "(optionally) the review queue, until Ctrl-C or SIGTERM.",
+        "Run the periodic jobs: rollups, indexing of new image embeddings, alert evaluation,\n"
+        "alert email delivery and (optionally) the review queue, until Ctrl-C or SIGTERM.",
     ),
     "db": LazyCommand("diffwatch.cli.db", "Create and migrate the database schema."),
     "collect": LazyCommand("diffwatch.cli.collect", "Ingest generation logs and GPU metrics."),
