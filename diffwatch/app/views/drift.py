@@ -17,6 +17,10 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from diffwatch.app import charts, data, sidebar
+from diffwatch.app.summary import as_dict as _dict
+from diffwatch.app.summary import as_list as _list
+from diffwatch.app.summary import as_number as _num
+from diffwatch.app.summary import cluster_id as _cluster_id
 from diffwatch.app.views import drift_prompt_tests as ptests
 from diffwatch.app.views.drift_images import image_section
 from diffwatch.app.views.drift_output import (
@@ -39,23 +43,6 @@ TABS = (
 )
 EFFECT_NAMES = ptests.EFFECT_NAMES
 TOP_CLUSTERS = 12
-
-
-def _dict(v: Any) -> dict[str, Any]:
-    return v if isinstance(v, dict) else {}
-
-
-def _list(v: Any) -> list[Any]:
-    return v if isinstance(v, list) else []
-
-
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
-def _cluster_id(v: Any) -> str:
-    """A cluster's id for labels, reduced to letters and digits (labels render Markdown)."""
-    return "".join(ch for ch in str(v) if ch.isalnum())[:12] or "?"
 
 
 def prompt_chart(runs: pd.DataFrame, markers: Sequence[DeployMarker] = ()) -> None:

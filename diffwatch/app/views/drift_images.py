@@ -21,6 +21,10 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from diffwatch.app import charts, data, search_data
+from diffwatch.app.summary import as_dict as _dict
+from diffwatch.app.summary import as_list as _list
+from diffwatch.app.summary import as_number as _num
+from diffwatch.app.summary import cluster_id as _cluster_id
 from diffwatch.app.text import md
 from diffwatch.app.views.drift_output import (
     demo_note,
@@ -50,23 +54,6 @@ EFFECT_HELP = (
 )
 TOP_CLUSTERS = 8
 EXAMPLES = 4  # images shown per cluster
-
-
-def _dict(v: Any) -> dict[str, Any]:
-    return v if isinstance(v, dict) else {}
-
-
-def _list(v: Any) -> list[Any]:
-    return v if isinstance(v, list) else []
-
-
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
-def _cluster_id(v: Any) -> str:
-    """A cluster's id for labels, reduced to letters and digits (labels render Markdown)."""
-    return "".join(ch for ch in str(v) if ch.isalnum())[:12] or "?"
 
 
 def _drifted(v: Any) -> bool | None:

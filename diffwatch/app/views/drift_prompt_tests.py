@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from diffwatch.app.summary import as_dict as _dict
+from diffwatch.app.summary import as_number as _num
 from diffwatch.app.text import md
 
 EFFECT_NAMES = {
@@ -45,14 +47,6 @@ def method_markdown(summary: dict[str, Any]) -> str:
     know made inert (a stored summary is data, never markup)."""
     method = _stored_method(summary)
     return METHOD_TEXTS.get(method) or md(method)
-
-
-def _dict(v: Any) -> dict[str, Any]:
-    return v if isinstance(v, dict) else {}
-
-
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def parts(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
