@@ -29,6 +29,11 @@ class TorchBackend:
                 f"device {device!r} asks for a GPU, but torch sees no CUDA device here; use "
                 '"cpu", or run on a machine with a GPU and a CUDA build of torch'
             )
+        if self.device.type == "cuda" and (self.device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA device(s) "
+                "here; use cuda:0 up to the last one"
+            )
         self._torch: Any = torch
 
     def __repr__(self) -> str:
