@@ -46,6 +46,14 @@ Model = Annotated[
     str | None, typer.Option(help="Only generations of this model (the logged `model`).")
 ]
 Seed = Annotated[int, typer.Option(help="Seed of the random samples and the test.")]
+Current = Annotated[
+    str,
+    typer.Option(
+        help="The current window: a duration ending at --until (90m, 24h, 7d) or "
+        "START..END (ISO 8601)."
+    ),
+]
+Alpha = Annotated[float, typer.Option(min=0.0001, max=0.5, help="Significance level of the tests.")]
 
 
 @dataclass(frozen=True)
@@ -76,13 +84,7 @@ class Combine(StrEnum):
 
 @app.command("prompts")
 def prompts(
-    current: Annotated[
-        str,
-        typer.Option(
-            help="The current window: a duration ending at --until (90m, 24h, 7d) or "
-            "START..END (ISO 8601)."
-        ),
-    ] = "24h",
+    current: Current = "24h",
     reference: Annotated[
         str | None,
         typer.Option(
@@ -110,9 +112,7 @@ def prompts(
     permutations: Annotated[
         int, typer.Option(min=50, help="Permutations of the MMD test (p-value resolution).")
     ] = 500,
-    alpha: Annotated[
-        float, typer.Option(min=0.0001, max=0.5, help="Significance level of the tests.")
-    ] = 0.05,
+    alpha: Alpha = 0.05,
     clusters: Annotated[
         int | None,
         typer.Option(min=2, max=50, help="Prompt clusters for 'what moved' (default: auto)."),
@@ -255,13 +255,7 @@ def regenerate(
 
 @app.command("images")
 def images(
-    current: Annotated[
-        str,
-        typer.Option(
-            help="The current window: a duration ending at --until (90m, 24h, 7d) or "
-            "START..END (ISO 8601)."
-        ),
-    ] = "24h",
+    current: Current = "24h",
     reference: Annotated[
         str,
         typer.Option(
@@ -291,9 +285,7 @@ def images(
     permutations: Annotated[
         int, typer.Option(min=50, help="Permutations of each test (p-value resolution).")
     ] = 200,
-    alpha: Annotated[
-        float, typer.Option(min=0.0001, max=0.5, help="Significance level of the tests.")
-    ] = 0.05,
+    alpha: Alpha = 0.05,
     clusters: Annotated[
         int | None,
         typer.Option(min=2, max=50, help="Image clusters for 'what moved' (default: auto)."),
