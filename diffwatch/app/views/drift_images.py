@@ -31,12 +31,12 @@ from diffwatch.app.views.drift_output import (
     fmt_time,
     model_label,
     pad_lone_run,
+    pick_run,
     run_notes,
     windows_label,
 )
 from diffwatch.app.views.image_search import gallery, pgvector_note
 from diffwatch.model.clip_labels import describe_clip, is_demo_clip
-from diffwatch.model.dashboard_url import url_id
 from diffwatch.model.deploy_markers import DeployMarker
 
 ATTRIBUTION = {
@@ -138,30 +138,9 @@ def image_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows[::-1])
 
 
-def _pick(runs: pd.DataFrame) -> int:
-    """The run to show: a selectbox (newest first) preset from ``?run=``; a choice is
-    written back to the address."""
-    ids = [int(i) for i in reversed(runs["id"].tolist())]
-    by_id = {int(r.id): r for r in runs.itertuples()}
-    wanted, _ = url_id(st.query_params.get("run"))  # render() reports a bad one
-    key = "drift-run-images"
-
-    def chosen() -> None:
-        st.query_params["run"] = str(st.session_state[key])
-        if "item" in st.query_params:
-            del st.query_params["item"]
-
-    def label(i: int) -> str:
-        r = by_id[i]
-        verdict = r.status
-        if r.status == "ok":
-            verdict = {True: "drifted", False: "no drift"}.get(_drifted(r.drifted), "ok")
-        return f"#{i} · {fmt_time(r.started_at)} · image drift · {verdict}" + (
-            " · demo" if r.demo else ""
-        )
-
-    index = ids.index(wanted) if wanted in ids else 0
-    return st.selectbox("Run", ids, index=index, key=key, format_func=label, on_change=chosen)
+def _image_verdict(r: Any) -> str:
+    """A finished image-drift run's outcome, for the run picker."""
+    return {True: "drifted", False: "no drift"}.get(_drifted(r.drifted), "ok")
 
 
 def tests_table(tests: list[Any], paired: bool = False) -> pd.DataFrame:
@@ -345,7 +324,7 @@ def image_section(runs: pd.DataFrame, markers: Sequence[DeployMarker] = ()) -> N
     image_chart(runs, markers)
     st.dataframe(image_table(runs), hide_index=True, width="stretch")
     st.subheader("One image-drift run")
-    run = data.drift_run(_pick(runs))
+    run = data.drift_run(pick_run(runs, "images", _image_verdict))
     if run is None:
         st.warning("That run is gone (deleted since the list was read).")
         return

@@ -24,7 +24,12 @@ DEMO_LABEL = (
     "and scores mean nothing."
 )
 STUCK_AFTER = timedelta(hours=6)  # a run still 'running' after this probably crashed
-KIND_LABEL = {"prompts": "prompt drift", "regenerate": "re-generation", "golden": "golden set"}
+KIND_LABEL = {
+    "prompts": "prompt drift",
+    "regenerate": "re-generation",
+    "golden": "golden set",
+    "images": "image drift",
+}
 SIDE_PX = 512
 
 
@@ -60,9 +65,19 @@ def demo_note(runs: pd.DataFrame) -> None:
         )
 
 
-def pick_run(runs: pd.DataFrame, section: str) -> int:
+def _verdict(r: Any) -> str:
+    """A finished prompt, re-generation or golden run's outcome, for the run picker."""
+    state = {True: "drifted" if r.kind == "prompts" else "flagged items", False: "ok"}
+    verdict = state.get(_flag(r), "ok")
+    if r.kind != "prompts" and not r.n_flagged:
+        verdict = "nothing flagged"
+    return verdict
+
+
+def pick_run(runs: pd.DataFrame, section: str, verdict: Callable[[Any], str] = _verdict) -> int:
     """A selectbox of the runs (newest first), preset from the URL's ``run``; a choice is
-    written back to the URL (and drops its ``item``)."""
+    written back to the URL (and drops its ``item``). ``verdict``: a finished run's outcome
+    as the label shows it (a run that did not finish shows its status)."""
     ids = [int(i) for i in reversed(runs["id"].tolist())]
     by_id = {int(r.id): r for r in runs.itertuples()}
     wanted, _ = url_id(st.query_params.get("run"))  # render() reports a bad one
@@ -76,11 +91,8 @@ def pick_run(runs: pd.DataFrame, section: str) -> int:
 
     def label(i: int) -> str:
         r = by_id[i]
-        state = {True: "drifted" if r.kind == "prompts" else "flagged items", False: "ok"}
-        verdict = r.status if r.status != "ok" else state.get(_flag(r), "ok")
-        if r.kind != "prompts" and r.status == "ok" and not r.n_flagged:
-            verdict = "nothing flagged"
-        return f"#{i} · {fmt_time(r.started_at)} · {KIND_LABEL[r.kind]} · {verdict}" + (
+        outcome = verdict(r) if r.status == "ok" else r.status
+        return f"#{i} · {fmt_time(r.started_at)} · {KIND_LABEL[r.kind]} · {outcome}" + (
             " · demo" if r.demo else ""
         )
 
