@@ -87,3 +87,17 @@ def test_tables_come_with_a_later_upgrade_once_pgvector_is_installed(vector_admi
     assert "image embeddings: on" in res.output, res.output
     with psycopg.connect(raw_conninfo(url), autocommit=True) as conn:
         assert emb.support(conn).enabled
+
+
+def test_a_hostile_scorer_version_is_data_in_the_index_ddl(vector_db_url: str) -> None:
+    """A scorer version comes from an operator's model name or file: quotes, semicolons and
+    control characters in it stay a literal in the index predicate, never SQL."""
+    hostile = "x'); DROP TABLE generations; --\n\u202e/file-1"
+    with psycopg.connect(raw_conninfo(vector_db_url), autocommit=True) as conn:
+        emb.ensure_space(conn, hostile, 8, emb.support(conn).vector_type)
+        assert conn.execute("SELECT to_regclass('generations')").fetchone()[0] is not None
+        [(indexdef,)] = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (emb.index_name(hostile),)
+        ).fetchall()
+        assert "DROP TABLE generations" in indexdef  # inside the quoted literal
+        assert [s.scorer_version for s in emb.spaces(conn)] == [hostile]
