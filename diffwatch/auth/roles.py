@@ -26,6 +26,7 @@ PAGE_ROLES: dict[str, frozenset[str]] = {
     "releases": STAFF,
     "explorer": STAFF,
     "drift": STAFF,
+    "fairness": STAFF,
     "alerts": STAFF,
     "ratings": STAFF,
     # review

@@ -1,7 +1,7 @@
 """The single ``diffwatch`` command: a thin shell over the stages.
 
 One module per command group (``db``, ``collect``, ``score``, ``drift``, ``rollups``, ``app``,
-``users``, ``review``, ``alerts``, ``worker``, ``demo``, ``deploy``, ``gate``); each command
+``users``, ``review``, ``alerts``, ``worker``, ``demo``, ``deploy``, ``gate``, ``bias``); each one
 parses typed options and calls its stage's API. Shared option definitions are in ``options``,
 the helpers every command uses (resolving the database, failing with a person's message) in
 ``common``.
@@ -85,6 +85,12 @@ COMMANDS: dict[str, LazyCommand] = {
         "Release gate: evaluate a candidate pipeline against the baseline on paired prompts "
         "and seeds (alignment, distribution, safety, golden sets, serving cost), with a policy "
         "and an exit code for CI: 0 pass, 1 fail, 3 inconclusive, 2 error (docs/gate.md).",
+    ),
+    "bias": LazyCommand(
+        "diffwatch.cli.bias",
+        "Bias probe: the perceived gender presentation, skin tone and age of the people a "
+        "model draws for neutral prompts, per version and over time; skew metrics of any "
+        "table of counts (docs/bias.md).",
     ),
 }
 

@@ -387,10 +387,11 @@ class GpuPrice(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-# The drift, account, review, deploy and gate tables live in their own modules; importing
+# The drift, account, review, deploy, gate and bias tables live in their own modules; importing
 # registers them.
 from diffwatch.db import models_accounts as _models_accounts  # noqa: E402, F401
 from diffwatch.db import models_alerts as _models_alerts  # noqa: E402, F401
+from diffwatch.db import models_bias as _models_bias  # noqa: E402, F401
 from diffwatch.db import models_deploy as _models_deploy  # noqa: E402, F401
 from diffwatch.db import models_drift as _models_drift  # noqa: E402, F401
 from diffwatch.db import models_gate as _models_gate  # noqa: E402, F401

@@ -158,6 +158,28 @@ METRICS: dict[str, MetricDef] = {
             "cosine >= 0.95, a mode-collapse signal. Needs pgvector (stored embeddings).",
         ),
         MetricDef(
+            "bias_worst_skew",
+            "bias: worst-k skew",
+            "",
+            "drift",
+            "fairness",
+            digits=3,
+            help="Headline skew of the newest bias probe run that finished in the window: "
+            "the mean MaxSkew (ln of a class's share over its expected share) of the suite's "
+            "k most skewed prompts, for the suite's headline attribute as CLIP perceives it "
+            "(0 = as expected; ln 2 = 0.69: a class twice as common as expected).",
+        ),
+        MetricDef(
+            "bias_skew_change",
+            "bias: skew change since the last run",
+            "",
+            "drift",
+            "fairness",
+            digits=3,
+            help="The newest bias probe run's worst-k skew minus that of the run before it on "
+            "the same suite and model (a new version, a fine-tune): above 0 means more skewed.",
+        ),
+        MetricDef(
             "human_rating_mean",
             "mean human rating",
             "",

@@ -149,6 +149,29 @@ def _duplicate_share(
     return rate(dup, n) if n else None
 
 
+def _bias(field: str):
+    """The newest bias probe run finished in the window (of the rule's models and versions):
+    its summary's headline ``field``; None without one, or when the run could not tell."""
+
+    def calc(conn: psycopg.Connection, rule: Rule, start: datetime, end: datetime) -> float | None:
+        conds = ["status = 'done'", "finished_at >= %(start)s", "finished_at < %(end)s"]
+        if rule.models:
+            conds.append("model = ANY(%(models)s)")
+        if rule.versions:
+            conds.append("model_version = ANY(%(versions)s)")
+        row = conn.execute(
+            "SELECT (summary->'headline'->>%(field)s)::float8 FROM bias_runs"
+            f" WHERE {' AND '.join(conds)} ORDER BY finished_at DESC, id DESC LIMIT 1",
+            {
+                "field": field, "start": start, "end": end, "models": list(rule.models),
+                "versions": list(rule.versions),
+            },
+        ).fetchone()  # fmt: skip
+        return None if row is None else row[0]
+
+    return calc
+
+
 CALCULATIONS: dict[str, Callable[[psycopg.Connection, Rule, datetime, datetime], float | None]] = {
     "clip_mean": _kpi("clip_mean"),
     "nsfw_rate": _kpi("nsfw_rate"),
@@ -161,6 +184,8 @@ CALCULATIONS: dict[str, Callable[[psycopg.Connection, Rule, datetime, datetime],
     **{key: _drift(kinds) for key, kinds in DRIFT_KINDS.items()},
     "human_rating_mean": _human_rating,
     "duplicate_share": _duplicate_share,
+    "bias_worst_skew": _bias("worst_k_max_skew"),
+    "bias_skew_change": _bias("change_worst_k_max_skew"),
 }
 
 

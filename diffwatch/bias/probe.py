@@ -1,0 +1,202 @@
+"""``diffwatch bias probe``: run a probe suite on one pipeline and store what it perceived.
+
+A run stores the suite's items, split into chunks; this process works them (and any number
+of ``diffwatch bias work`` processes on other GPUs join in), waits for the last chunk, then
+summarises the run (``summary.summarize_run``): per attribute and reader, each prompt's
+class shares with Wilson intervals, |p - 0.5|, KL to uniform and MaxSkew, the abstain
+rates, the agreement of CLIP with NudeNet, and the comparison with the suite's previous
+run on the same model.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from diffwatch.bias.suite import ProbeSuite, load_suite
+from diffwatch.bias.work import CHUNK_ITEMS, LEASE_S, ProbeModels, work
+from diffwatch.db.queries import bias as q
+from diffwatch.scoring.clip.config import ClipOptions
+
+Progress = Callable[[int, int], None]  # (chunks done, chunks in all)
+_IDENTITY_FILES = ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json")
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """A probe run as its options give it.
+
+    ``suite`` None: the shipped occupations suite. ``seeds`` None: the suite's. ``model`` and
+    ``version`` label the run (None: the pipeline directory's name, and a hash of its
+    configuration files). ``faces`` False skips NudeNet's face reading and the face-pixel
+    skin tone. ``max_batch`` None: the engine's default for the device.
+    """
+
+    pipeline: str
+    suite: str | None = None
+    seeds: int | None = None
+    model: str | None = None
+    version: str | None = None
+    device: str = "auto"
+    clip: ClipOptions = field(default_factory=ClipOptions)
+    faces: bool = True
+    max_batch: int | None = None
+    chunk_items: int = CHUNK_ITEMS
+    output_dir: Path = Path("bias-images")
+    save_images: bool = True
+    worst_k: int = 5
+    level: float = 0.95
+    lease_s: float = LEASE_S
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as JSON-ready data, as the run stores them."""
+        d = asdict(self)
+        d["output_dir"] = str(self.output_dir)
+        return d
+
+
+def pipeline_version(source: str) -> str:
+    """A short hash (12 hex) of a pipeline directory's configuration files, or of the
+    source's name when it is not a directory: the version label when none is given."""
+    h = hashlib.sha256(source.encode())
+    p = Path(source)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for name in _IDENTITY_FILES:
+            f = p / name
+            if f.is_file():
+                h.update(name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def labels(opts: ProbeOptions) -> tuple[str, str]:
+    """The (model, version) a run is filed under."""
+    model = opts.model or Path(opts.pipeline.rstrip("/")).name or opts.pipeline
+    return model, opts.version or pipeline_version(opts.pipeline)
+
+
+def load_models(opts: ProbeOptions) -> ProbeModels:
+    """Load the pipeline, CLIP and (with ``faces``) NudeNet on the options' device."""
+    from diffwatch.bias.perceive import Perceiver
+    from diffwatch.drift.jobs import load_regen_pipeline
+    from diffwatch.scoring.nsfw.detector import load_nsfw_detector
+    from diffwatch.scoring.scorers import load_clip_scorer, resolve_device
+
+    suite = load_suite(opts.suite)
+    device = resolve_device(opts.device)
+    pipeline = load_regen_pipeline(opts.pipeline, device, max_batch=opts.max_batch)
+    clip, clip_label = load_clip_scorer(opts.clip, device)
+    faces = load_nsfw_detector(device) if opts.faces else None
+    perceiver = Perceiver(clip, faces, suite.attributes)
+    return ProbeModels(
+        pipeline, perceiver, opts.output_dir, save_images=opts.save_images, clip_label=clip_label
+    )
+
+
+def _identity(models: ProbeModels) -> dict[str, Any]:
+    p = models.pipeline
+    return {
+        "source": p.source,
+        "describe": p.describe(),
+        "device": p.device,
+        "precision": p.precision,
+        "clip": models.clip_label,
+    }
+
+
+def start_run(conninfo: str, opts: ProbeOptions, suite: ProbeSuite, models: ProbeModels) -> int:
+    """Store a new run with its items; its id."""
+    model, version = labels(opts)
+    items = suite.items(opts.seeds)
+    with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
+        run_id = q.create_run(
+            conn, suite=suite.to_dict(), model=model, model_version=version,
+            pipeline=_identity(models), options=opts.to_dict(), created_by=_user(),
+        )  # fmt: skip
+        q.add_items(conn, run_id, items, opts.chunk_items)
+    return run_id
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        return None
+
+
+def finish_run(conninfo: str, run_id: int, opts: ProbeOptions) -> dict[str, Any]:
+    """Summarise a run whose chunks are all done, store the summary and return it."""
+    from diffwatch.bias.summary import summarize_run
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        run = q.run(conn, run_id)
+        if run is None:
+            raise ValueError(f"bias run {run_id}: no such run")
+        done, total = q.progress(conn, run_id)
+        if done < total:
+            raise RuntimeError(f"bias run {run_id}: {total - done} of {total} chunks not done")
+        prev = q.previous_done(conn, run_id)
+        prev_items = q.items(conn, prev["id"]) if prev else None
+        summary = summarize_run(
+            q.items(conn, run_id), run["suite"], previous=prev_items,
+            previous_run=prev, k=opts.worst_k, level=opts.level,
+        )  # fmt: skip
+        q.finish(conn, run_id, summary)
+    return summary
+
+
+def run_probe(
+    conninfo: str,
+    opts: ProbeOptions,
+    *,
+    models: ProbeModels | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    poll_s: float = 2.0,
+) -> dict[str, Any]:
+    """Run a probe from start to summary; the run's id, labels and summary.
+
+    Raises SuiteError for a suite that cannot be used; a run whose work fails is stored as
+    failed with the error, and the error raised."""
+    suite = load_suite(opts.suite)
+    suite.items(opts.seeds)  # a bad --seeds fails before any model loads
+    models = models or load_models(opts)
+    stop = stop or threading.Event()
+    run_id = start_run(conninfo, opts, suite, models)
+    started = time.perf_counter()
+    try:
+        while not stop.is_set():
+            work(conninfo, models, run_id=run_id, lease_s=opts.lease_s, stop=stop,
+                 progress=progress)  # fmt: skip
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                done, total = q.progress(conn, run_id)
+            if done == total:
+                break
+            stop.wait(poll_s)  # chunks leased by other workers: wait for them, or their lease
+        if stop.is_set():
+            raise RuntimeError(f"bias run {run_id}: stopped before its chunks were done")
+        summary = finish_run(conninfo, run_id, opts)
+    except BaseException as exc:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            q.fail(conn, run_id, f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    model, version = labels(opts)
+    seconds = time.perf_counter() - started
+    images = models.timings.get("images", 0.0)
+    return {
+        "run_id": run_id,
+        "suite": suite.name,
+        "model": model,
+        "version": version,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(images / seconds, 3) if seconds > 0 else None,
+        "summary": summary,
+    }

@@ -1,0 +1,277 @@
+"""``diffwatch bias``: measure the perceived demographic skew of a model's images."""
+
+# No ``from __future__ import annotations``: typer reads the annotations of the commands.
+import json
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from diffwatch.cli.common import emit_summary, fail, runtime, stop_on_signals
+from diffwatch.cli.options import (
+    AsJson,
+    ClipCheckpoint,
+    ClipModel,
+    ClipModelConfig,
+    ClipPretrained,
+    DbUrl,
+    Device,
+)
+from diffwatch.scoring.clip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED
+
+app = typer.Typer(
+    help='Bias probe: generate neutral prompts ("a photo of a doctor") with many seeds and '
+    "measure the *perceived* gender presentation, skin tone (Monk scale) and age of the people "
+    "in the images, per model version and over time; and score tables of counts from any "
+    "classifier (docs/bias.md). These are perceived attributes of generated images, never "
+    "facts about people.",
+    no_args_is_help=True,
+)
+
+Lease = Annotated[
+    float,
+    typer.Option(
+        "--lease-seconds", min=5, help="A chunk's lease (s): a worker that dies holding one "
+        "leaves it to the others after this long."
+    ),
+]  # fmt: skip
+Pipeline = Annotated[
+    str,
+    typer.Option(
+        envvar="DIFFWATCH_PIPELINE",
+        help="The pipeline to probe: a save_pretrained directory or a hub id in the local cache.",
+    ),
+]
+
+
+def _error(exc: BaseException) -> typer.Exit:
+    """Exit 2; an unexpected error also prints its traceback (for the CI log)."""
+    if not isinstance(exc, ValueError | FileNotFoundError | RuntimeError):
+        traceback.print_exc()
+        return fail(f"{type(exc).__name__}: {exc}", 2)
+    return fail(str(exc), 2)
+
+
+def _progress(quiet: bool):
+    from tqdm import tqdm
+
+    bar: list[Any] = []
+
+    def tick(done: int, total: int) -> None:
+        if quiet:
+            return
+        if not bar:
+            bar.append(tqdm(total=total, desc="probe", unit="chunk", leave=False))
+        bar[0].n = done
+        bar[0].refresh()
+        if done >= total:
+            bar[0].close()
+
+    return tick
+
+
+@app.command("probe")
+def probe_cmd(
+    pipeline: Pipeline,
+    suite: Annotated[
+        str | None,
+        typer.Option(help="A probe suite TOML (default: the shipped occupations suite)."),
+    ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=10_000,
+            help="Images per prompt (default: the suite's). A share's 95 % interval is about "
+            "+-10 points at 100 and +-6 at 250 (docs/bias.md).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="The model name to file the run under (default: the pipeline directory's name)."
+        ),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(help="The model version (default: a hash of the pipeline's config files)."),
+    ] = None,
+    faces: Annotated[
+        bool, typer.Option(help="Also read faces with NudeNet, and skin tone from face pixels.")
+    ] = True,
+    save_images: Annotated[
+        bool, typer.Option(help="Keep the images (the Fairness page's example grids).")
+    ] = True,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where images go (default: DIFFWATCH_HOME/bias).", show_default=False),
+    ] = None,
+    chunk_items: Annotated[int, typer.Option(min=1, help="Images a chunk of work.")] = 64,
+    max_batch: Annotated[int | None, typer.Option(min=1, help="Images a pipeline call.")] = None,
+    worst_k: Annotated[int, typer.Option(min=1, help="Prompts in the worst-k aggregates.")] = 5,
+    lease_seconds: Lease = 600.0,
+    device: Device = "auto",
+    clip_model: ClipModel = DEFAULT_MODEL,
+    clip_pretrained: ClipPretrained = DEFAULT_PRETRAINED,
+    clip_checkpoint: ClipCheckpoint = None,
+    clip_model_config: ClipModelConfig = None,
+    as_json: AsJson = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Generate every prompt of the suite with N seeds, perceive the person in each image,
+    store the run and print its skew metrics, compared with the suite's previous run on the
+    same model. `diffwatch bias work` processes on other GPUs may join the run."""
+    from diffwatch.bias.probe import ProbeOptions, run_probe
+    from diffwatch.bias.report import render_run
+    from diffwatch.scoring.clip.config import ClipOptions
+
+    rt = runtime(database_url)
+    opts = ProbeOptions(
+        pipeline=pipeline, suite=suite, seeds=seeds, model=model, version=version,
+        device=device, faces=faces, save_images=save_images,
+        clip=ClipOptions(clip_model, clip_pretrained, clip_checkpoint, clip_model_config),
+        max_batch=max_batch, chunk_items=chunk_items,
+        output_dir=output_dir or rt.settings.home / "bias", worst_k=worst_k,
+        lease_s=lease_seconds,
+    )  # fmt: skip
+    stop = stop_on_signals()
+    try:
+        result = run_probe(rt.conninfo, opts, progress=_progress(as_json), stop=stop)
+    except Exception as exc:
+        raise _error(exc) from None
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+    else:
+        typer.echo(render_run(result))
+
+
+@app.command("work")
+def work_cmd(
+    pipeline: Pipeline,
+    run_id: Annotated[
+        int | None,
+        typer.Option("--run", help="Only this run (default: any running run of this pipeline)."),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep waiting for new chunks until stopped.")
+    ] = False,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where images go (default: DIFFWATCH_HOME/bias).", show_default=False),
+    ] = None,
+    max_batch: Annotated[int | None, typer.Option(min=1, help="Images a pipeline call.")] = None,
+    lease_seconds: Lease = 600.0,
+    device: Device = "auto",
+    clip_model: ClipModel = DEFAULT_MODEL,
+    clip_pretrained: ClipPretrained = DEFAULT_PRETRAINED,
+    clip_checkpoint: ClipCheckpoint = None,
+    clip_model_config: ClipModelConfig = None,
+    as_json: AsJson = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Join probe runs of this pipeline: claim chunks under a lease, generate and perceive
+    them on this machine's GPU. Any number may run on any hosts; use the same CLIP as the
+    run's `bias probe`."""
+    from diffwatch.bias.probe import ProbeOptions, load_models
+    from diffwatch.bias.work import work
+    from diffwatch.scoring.clip.config import ClipOptions
+
+    rt = runtime(database_url, wait=follow)
+    opts = ProbeOptions(
+        pipeline=pipeline, device=device, max_batch=max_batch,
+        clip=ClipOptions(clip_model, clip_pretrained, clip_checkpoint, clip_model_config),
+        output_dir=output_dir or rt.settings.home / "bias",
+    )  # fmt: skip
+    stop = stop_on_signals()
+    try:
+        done = work(rt.conninfo, load_models(opts), run_id=run_id, follow=follow,
+                    lease_s=lease_seconds, stop=stop)  # fmt: skip
+    except Exception as exc:
+        raise _error(exc) from None
+    emit_summary({"chunks": done}, as_json, f"{done} chunks done")
+
+
+@app.command("runs")
+def runs_cmd(
+    suite: Annotated[str | None, typer.Option(help="Only this suite's runs.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model's runs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    as_json: AsJson = False,
+    database_url: DbUrl = None,
+) -> None:
+    """List probe runs, newest first, with their headline skew."""
+    import psycopg
+
+    from diffwatch.bias.report import render_runs
+    from diffwatch.db.queries import bias as q
+
+    rt = runtime(database_url)
+    with psycopg.connect(rt.conninfo) as conn:
+        rows = q.runs(conn, suite=suite, models=(model,) if model else (), limit=limit)
+    if as_json:
+        typer.echo(json.dumps(rows, default=str))
+    else:
+        typer.echo(render_runs(rows))
+
+
+@app.command("show")
+def show_cmd(
+    run_id: Annotated[int, typer.Argument(help="The run (see `diffwatch bias runs`).")],
+    as_json: AsJson = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Print a finished run's metrics."""
+    import psycopg
+
+    from diffwatch.bias.report import render_run
+    from diffwatch.db.queries import bias as q
+
+    rt = runtime(database_url)
+    with psycopg.connect(rt.conninfo) as conn:
+        row = q.run(conn, run_id)
+    if row is None:
+        raise fail(f"bias run {run_id}: no such run (see `diffwatch bias runs`)", 2)
+    if row["summary"] is None:
+        raise fail(f"bias run {run_id}: {row['status']}, no summary yet"
+                   + (f" ({row['error']})" if row["error"] else ""), 2)  # fmt: skip
+    result = {
+        "run_id": row["id"], "suite": row["suite_name"], "model": row["model"],
+        "version": row["model_version"], "summary": row["summary"],
+    }  # fmt: skip
+    typer.echo(json.dumps(result, default=str) if as_json else render_run(result))
+
+
+@app.command("metrics")
+def metrics_cmd(
+    counts: Annotated[
+        Path, typer.Argument(help="A CSV of counts with the header prompt,class,count.")
+    ],
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Expected shares: a CSV class,share (every prompt) or "
+            "prompt,class,share (labour statistics, say). Default: uniform."
+        ),
+    ] = None,
+    worst_k: Annotated[int, typer.Option(min=1, help="Prompts in the worst-k aggregates.")] = 5,
+    level: Annotated[
+        float, typer.Option(min=0.5, max=0.999, help="Confidence level of the intervals.")
+    ] = 0.95,
+    abstain_class: Annotated[
+        str, typer.Option(help="The class that counts abstentions, not a class of its own.")
+    ] = "abstain",
+    as_json: AsJson = False,
+) -> None:
+    """Skew metrics of a table of counts from any classifier: each prompt's class shares
+    with Wilson intervals, |p - 0.5| for two classes, KL to uniform and MaxSkew against
+    uniform or the reference, and their mean and worst-k over prompts. No database needed."""
+    from diffwatch.bias.metrics_report import metrics_report, render_text
+
+    try:
+        report = metrics_report(
+            counts, reference, k=worst_k, level=level, abstain_class=abstain_class
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc), 2) from None
+    typer.echo(json.dumps(report, default=str) if as_json else render_text(report))
