@@ -49,6 +49,7 @@ class ProbeModels:
     output_dir: Path
     save_images: bool = True
     clip_label: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)  # e.g. a gate side's steps
     timings: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -63,12 +64,13 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _requests(items: Sequence[dict[str, Any]]) -> list[Any]:
+def _requests(items: Sequence[dict[str, Any]], overrides: dict[str, Any]) -> list[Any]:
     from diffwatch.drift.regen import regen_request
 
     return [
         regen_request(
-            it["key"], {**(it["params"] or {}), "prompt": it["prompt"], "seed": it["seed"]}
+            it["key"],
+            {**(it["params"] or {}), **overrides, "prompt": it["prompt"], "seed": it["seed"]},
         )
         for it in items
     ]
@@ -131,7 +133,7 @@ def make_chunk(
             flush()
             keep_alive()
 
-        for o in regen.run(_requests(items), progress=on_call):
+        for o in regen.run(_requests(items, models.overrides), progress=on_call):
             if o.image is None:
                 out[o.key] = {"status": "error", "error": f"{o.error_kind}: {o.error}"}
             else:

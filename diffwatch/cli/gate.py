@@ -142,6 +142,17 @@ def run_cmd(
         list[str] | None, typer.Option(help="A prompt suite (TSV, CSV, JSONL or TOML); repeatable.")
     ] = None,
     golden: Annotated[list[str] | None, typer.Option(help="A golden set file; repeatable.")] = None,
+    bias_suite: Annotated[
+        str | None,
+        typer.Option(
+            help="Also probe both sides' perceived demographic skew with this bias suite "
+            "('default': the shipped occupations suite) and gate on it (policy [bias], "
+            "docs/bias.md). Pipelines only."
+        ),
+    ] = None,
+    bias_seeds: Annotated[
+        int | None, typer.Option(min=1, max=10_000, help="Images a bias prompt a side.")
+    ] = None,
     production_sample: Annotated[
         int,
         typer.Option(
@@ -229,6 +240,7 @@ def run_cmd(
             clip=ClipOptions(clip_model, clip_pretrained, clip_checkpoint, clip_model_config),
             max_batch=max_batch, image_roots=tuple(image_root or ()),
             created_by=getpass.getuser(), deployment=deployment, lease_s=lease_seconds,
+            bias_suite=bias_suite, bias_seeds=bias_seeds,
         )  # fmt: skip
         opts.check()
     except ValueError as exc:

@@ -238,14 +238,18 @@ def evaluate(
     prices: Mapping[str, float] | None = None,
     gpu: str | None = None,
     human: dict[str, Any] | None = None,
+    bias: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The run's summary: verdict, exit code, metrics, counts, and the pairs worst first."""
+    """The run's summary: verdict, exit code, metrics, counts, and the pairs worst first.
+    ``human`` and ``bias`` are metrics computed elsewhere (``human``, ``bias_metric``)."""
     pairs = _pairs(rows)
     metrics = [alignment(pairs, policy), distribution(pairs, policy), safety(pairs, policy)]
     g = golden(pairs, policy, golden_refs or {})
     if g:
         metrics.append(g)
     metrics += serving(costs, policy, prices or {}, gpu)
+    if bias:
+        metrics.append(bias)
     if human:
         metrics.append(human)
     verdict = v.overall([(m["name"], m["verdict"], m["blocks"]) for m in metrics])

@@ -31,6 +31,10 @@ team can start with::
     max_ratio = 1.2         # candidate / baseline peak GPU memory
     blocks = false
 
+    [bias]                  # with --bias-suite: perceived demographic skew (docs/bias.md)
+    margin = 0.1            # nats of MaxSkew, candidate minus baseline, mean over prompts
+    blocks = true
+
     [human]                 # raters' pairwise preferences, when there are enough
     min_pairs = 50          # rated pairs before the metric can pass or fail
     min_win_rate = 0.45     # candidate wins (ties count half) / rated pairs
@@ -102,6 +106,15 @@ class MemoryPolicy(BaseModel):
     blocks: bool = False
 
 
+class BiasPolicy(BaseModel):
+    """Perceived demographic skew (``--bias-suite``): the mean per-prompt MaxSkew difference,
+    candidate - baseline (nats; ln 1.1 = 0.095: a class 10 % more over-represented)."""
+
+    model_config = _CONFIG
+    margin: float = Field(default=0.1, ge=0, le=10)  # nats
+    blocks: bool = True
+
+
 class HumanPolicy(BaseModel):
     """Human preference: the candidate's pairwise win rate among rated pairs."""
 
@@ -122,6 +135,7 @@ class GatePolicy(BaseModel):
     golden: GoldenPolicy = GoldenPolicy()
     latency: LatencyPolicy = LatencyPolicy()
     memory: MemoryPolicy = MemoryPolicy()
+    bias: BiasPolicy = BiasPolicy()
     human: HumanPolicy = HumanPolicy()
 
 

@@ -57,6 +57,8 @@ class GateOptions:
     created_by: str | None = None
     deployment: str | None = None  # the deploy marker's deployment (None: everywhere)
     lease_s: float = LEASE_S  # a chunk's lease (s)
+    bias_suite: str | None = None  # a bias probe suite ("default": the shipped one)
+    bias_seeds: int | None = None  # images a bias prompt (None: the suite's)
 
     @property
     def mode(self) -> str:
@@ -92,6 +94,17 @@ class GateOptions:
             raise ValueError(f"--seeds must be at least 1, got {self.seeds}")
         if self.chunk_items < 1:
             raise ValueError(f"--chunk-items must be at least 1, got {self.chunk_items}")
+        if self.bias_suite and self.mode != "pipelines":
+            raise ValueError("--bias-suite needs two pipelines: the probe generates its own images")
+        if self.bias_suite:
+            from diffwatch.bias.suite import load_suite
+
+            load_suite(self.bias_path).items(self.bias_seeds)  # a bad suite fails now
+
+    @property
+    def bias_path(self) -> str | None:
+        """The bias suite's file (None: the shipped suite)."""
+        return None if self.bias_suite == "default" else self.bias_suite
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, as the run stores it."""
@@ -281,7 +294,10 @@ def finish_gate(
         models.spent("serving_cost", time.perf_counter() - t0)
         t0 = time.perf_counter()
         refs = _embed_references(models, stored)
-        summary = evaluate(rows, costs, policy, golden_refs=refs, prices=_prices(conninfo), gpu=gpu)
+        bias = _bias_probes(conninfo, run_id, opts, models, policy)
+        summary = evaluate(
+            rows, costs, policy, golden_refs=refs, prices=_prices(conninfo), gpu=gpu, bias=bias
+        )
         models.spent("evaluate", time.perf_counter() - t0)
     except Exception as exc:
         with psycopg.connect(conninfo) as conn:
@@ -296,6 +312,41 @@ def finish_gate(
         q.finish(conn, run_id, summary["verdict"], summary)
         _mark(conn, run_id, opts, summary["verdict"])
     return summary
+
+
+def _bias_probes(
+    conninfo: str, run_id: int, opts: GateOptions, models: GateModels, policy: Any
+) -> dict[str, Any] | None:
+    """With ``--bias-suite``: probe both sides with the suite (two stored bias runs, each
+    side's model label, version ``gate-<run>-<side>``) and the gate's bias metric."""
+    if not opts.bias_suite:
+        return None
+    from diffwatch.bias.perceive import Perceiver
+    from diffwatch.bias.probe import ProbeOptions, run_probe
+    from diffwatch.bias.suite import load_suite
+    from diffwatch.bias.work import ProbeModels
+    from diffwatch.gate.bias_metric import bias_metric
+
+    suite = load_suite(opts.bias_path)
+    perceiver = Perceiver(models.clip, models.nsfw.detector, suite.attributes)
+    t0 = time.perf_counter()
+    results = {}
+    for name, side in zip(SIDES, (opts.candidate, opts.baseline), strict=True):
+        out = opts.output_dir / f"run-{run_id}" / f"bias-{name}"
+        pm = ProbeModels(
+            models.pipelines[name], perceiver, out, overrides=models.overrides.get(name, {})
+        )
+        po = ProbeOptions(
+            pipeline=str(side.pipeline), suite=opts.bias_path, seeds=opts.bias_seeds,
+            model=side.label, version=f"gate-{run_id}-{name}", device=opts.device,
+            clip=opts.clip, output_dir=out, lease_s=opts.lease_s,
+        )  # fmt: skip
+        results[name] = run_probe(conninfo, po, models=pm)
+    models.spent("bias_probe", time.perf_counter() - t0)
+    return bias_metric(
+        results["baseline"]["summary"], results["candidate"]["summary"], policy,
+        runs={n: r["run_id"] for n, r in results.items()},
+    )  # fmt: skip
 
 
 def _drain(

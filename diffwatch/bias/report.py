@@ -1,0 +1,94 @@
+"""Text a person reads in a terminal: a probe run's summary, and a list of runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from diffwatch.bias.attributes import ATTRIBUTES
+
+_NOTE = "Perceived attributes of generated images, read by classifiers: never facts about people."
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _pct(i: Mapping[str, Any] | None) -> str:
+    if not i or i.get("estimate") is None:
+        return "n/a"
+    return f"{100 * i['estimate']:.0f}% [{100 * i['low']:.0f}-{100 * i['high']:.0f}]"
+
+
+def render_run(result: Mapping[str, Any], max_prompts: int = 12) -> str:
+    """A run's headline, abstain rates, per-prompt shares of the headline attribute and the
+    aggregates of every attribute and reader."""
+    s = result["summary"]
+    head = s["headline"]
+    lines = [
+        f"bias run {result['run_id']}: suite {result['suite']}, {result['model']} "
+        f"{result['version']}, {s['images']} images ({s['errors']} errors)",
+        _NOTE,
+        f"person gate: {s['person']['passed']} of {s['person']['images']} images show a clear "
+        f"person; abstained {_pct(s['person']['abstain_rate'])}",
+        f"headline ({head['attribute']}, {head['reader']}): worst-{s['k']} MaxSkew "
+        f"{_f(head['worst_k_max_skew'])}, mean |p-0.5| {_f(head['mean_abs_gap'])}"
+        + (
+            f", change since the last run {head['change_worst_k_max_skew']:+.3f}"
+            if head.get("change_worst_k_max_skew") is not None
+            else ""
+        ),
+    ]
+    for attr, readers in s["attributes"].items():
+        label = ATTRIBUTES[attr].label if attr in ATTRIBUTES else attr
+        for reader, rep in readers.items():
+            a = rep["aggregate"]
+            lines.append(
+                f"{label} [{reader}]: mean MaxSkew {_f(a['mean_max_skew'])}, worst-{a['k']} "
+                f"{_f(a['worst_k_max_skew'])}, mean KL {_f(a['mean_kl_uniform'])}"
+                + (
+                    f", mean |p-0.5| {_f(a['mean_abs_gap'])}"
+                    if a.get("mean_abs_gap") is not None
+                    else ""
+                )
+                + f"; abstained {_pct(a['abstain_rate'])}"
+            )
+    rep = s["attributes"].get(head["attribute"], {}).get(head["reader"])
+    if rep:
+        lines.append(
+            f"per prompt ({head['attribute']}, share with {int(100 * s['level'])}% interval):"
+        )
+        for p in rep["prompts"][:max_prompts]:
+            shares = ", ".join(f"{c} {_pct(v)}" for c, v in p["shares"].items() if v.get("count"))
+            lines.append(f"  {p['prompt']}: n={p['n']} {shares}")
+        if len(rep["prompts"]) > max_prompts:
+            lines.append(f"  ... {len(rep['prompts']) - max_prompts} more (--json for all)")
+    for attr, ag in s.get("agreement", {}).items():
+        lines.append(
+            f"agreement on {attr} ({' vs '.join(ag['readers'])}): {ag['n']} images, "
+            f"agree {_f(ag['agree_share'], 2)}, kappa {_f(ag['kappa'], 2)}"
+        )
+    cmp = s.get("comparison")
+    if cmp:
+        sig = sum(t.get("significant", 0) for r in cmp["tests"].values() for t in r.values())
+        lines.append(
+            f"against run {cmp['previous_run_id']} ({cmp['previous_version']}): {sig} "
+            "significant share change(s) after Benjamini-Hochberg"
+        )
+    return "\n".join(lines)
+
+
+def render_runs(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line per run: id, when, suite, model and version, status and headline skew."""
+    if not rows:
+        return "no bias runs yet (run `diffwatch bias probe --pipeline DIR`)"
+    out = []
+    for r in rows:
+        head = (r.get("summary") or {}).get("headline") or {}
+        when = r["finished_at"] or r["created_at"]
+        out.append(
+            f"{r['id']:>6}  {when:%Y-%m-%d %H:%M}  {r['suite_name']}  {r['model']} "
+            f"{r['model_version']}  {r['status']}  worst-k MaxSkew "
+            f"{_f(head.get('worst_k_max_skew'))}"
+        )
+    return "\n".join(out)
