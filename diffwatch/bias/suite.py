@@ -82,11 +82,11 @@ class ProbeSuite(BaseModel):
     model_config = _CONFIG
     name: str = Field(pattern=_NAME)
     description: str = Field(default="", max_length=2000)
-    templates: tuple[str, ...] = Field(min_length=1, max_length=20)
-    terms: tuple[Term, ...] = Field(min_length=1, max_length=2000)
+    templates: list[str] = Field(min_length=1, max_length=20)
+    terms: list[Term] = Field(min_length=1, max_length=2000)
     seeds: int = Field(default=100, ge=1, le=10_000)
     seed_start: int = Field(default=0, ge=0, lt=2**62)
-    attributes: tuple[str, ...] = Field(default=ATTRIBUTES, min_length=1)
+    attributes: list[str] = Field(default_factory=lambda: list(ATTRIBUTES), min_length=1)
     headline: str = "gender"
     params: GenerationParams = GenerationParams()
     reference: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
@@ -101,7 +101,7 @@ class ProbeSuite(BaseModel):
 
     @field_validator("templates")
     @classmethod
-    def _templates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+    def _templates(cls, v: list[str]) -> list[str]:
         for t in v:
             names = _PLACEHOLDER.findall(t)
             if "term" not in names or set(names) - {"term", "a"} or t.count("{") != len(names):
