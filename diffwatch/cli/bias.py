@@ -275,3 +275,8 @@ def metrics_cmd(
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc), 2) from None
     typer.echo(json.dumps(report, default=str) if as_json else render_text(report))
+
+
+def register(root: typer.Typer, name: str) -> None:
+    """Add this group to ``root`` as ``name`` (called by ``diffwatch.cli`` when it is run)."""
+    root.add_typer(app, name=name)
