@@ -30,7 +30,13 @@ def render_run(result: Mapping[str, Any], max_prompts: int = 12) -> str:
         f"{result['version']}, {s['images']} images ({s['errors']} errors)",
         _NOTE,
         f"person gate: {s['person']['passed']} of {s['person']['images']} images show a clear "
-        f"person; abstained {_pct(s['person']['abstain_rate'])}",
+        f"person; abstained {_pct(s['person']['abstain_rate'])}"
+        + (
+            f" ({s['person']['outcomes']['no_person']} read as no person, "
+            f"{s['person']['outcomes']['unclear']} unclear)"
+            if s["person"].get("outcomes")
+            else ""
+        ),
         f"headline ({head['attribute']}, {head['reader']}): worst-{s['k']} MaxSkew "
         f"{_f(head['worst_k_max_skew'])}, mean |p-0.5| {_f(head['mean_abs_gap'])}"
         + (
@@ -65,8 +71,8 @@ def render_run(result: Mapping[str, Any], max_prompts: int = 12) -> str:
             lines.append(f"  ... {len(rep['prompts']) - max_prompts} more (--json for all)")
     for attr, ag in s.get("agreement", {}).items():
         lines.append(
-            f"agreement on {attr} ({' vs '.join(ag['readers'])}): {ag['n']} images, "
-            f"agree {_f(ag['agree_share'], 2)}, kappa {_f(ag['kappa'], 2)}"
+            f"agreement on {attr} (clip vs {ag['second']}): {ag['n_both']} images read by "
+            f"both, agree {_f(ag['share_agree'], 2)}, kappa {_f(ag['kappa'], 2)}"
         )
     cmp = s.get("comparison")
     if cmp:

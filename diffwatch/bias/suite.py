@@ -33,9 +33,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from diffwatch.bias.attributes import ATTRIBUTES as PERCEIVED
+from diffwatch.bias.attributes import GATE
 from diffwatch.drift.golden_set import GenerationParams
 
-ATTRIBUTES = ("gender", "skin_tone", "age")  # what a suite may measure (docs/bias.md)
+# what a suite may measure (docs/bias.md): every perceived attribute but the person gate,
+# which every run applies
+ATTRIBUTES = tuple(k for k in PERCEIVED if k != GATE)
 MAX_ITEMS = 200_000  # prompts x seeds in one suite
 MAX_FILE_BYTES = 4 << 20  # a suite is a list of words, not data
 DEFAULT_SUITE = "occupations"

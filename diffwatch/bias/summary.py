@@ -18,6 +18,7 @@ from diffwatch.analytics.bias_compare import compare_versions
 from diffwatch.analytics.bias_metrics import ABSTAIN, bias_metrics
 from diffwatch.analytics.intervals import wilson
 from diffwatch.bias.attributes import ATTRIBUTES, GATE, PERSON_CLASS
+from diffwatch.bias.perceive import SECOND_READING, agreement
 
 Counts = dict[str, dict[str, int]]
 HEADLINE_READER = "clip"
@@ -62,27 +63,6 @@ def _reference(suite: Mapping[str, Any], attr: str, items: Sequence[Mapping[str,
     return {p: per_term[t] for p, t in term_of.items()}
 
 
-def _agreement(items: Sequence[Mapping[str, Any]], attr: str, a: str, b: str) -> dict[str, Any]:
-    """How often readers ``a`` and ``b`` agree on ``attr`` where both gave a class, with
-    Cohen's kappa (chance-corrected; None when it is undefined)."""
-    pairs = []
-    for it in items:
-        r = (it.get("readings") or {}).get(attr) or {}
-        la, lb = (r.get(a) or {}).get("label"), (r.get(b) or {}).get("label")
-        if la and lb:
-            pairs.append((la, lb))
-    n = len(pairs)
-    if n == 0:
-        return {"readers": [a, b], "n": 0, "agree_share": None, "kappa": None}
-    agree = sum(x == y for x, y in pairs) / n
-    labels = {x for p in pairs for x in p}
-    pa = {c: sum(x == c for x, _ in pairs) / n for c in labels}
-    pb = {c: sum(y == c for _, y in pairs) / n for c in labels}
-    chance = sum(pa[c] * pb[c] for c in labels)
-    kappa = None if chance >= 1 else (agree - chance) / (1 - chance)
-    return {"readers": [a, b], "n": n, "agree_share": agree, "kappa": kappa}
-
-
 def summarize_run(
     items: Sequence[Mapping[str, Any]],
     suite: Mapping[str, Any],
@@ -109,6 +89,9 @@ def summarize_run(
             "images": len(done),
             "passed": passed,
             "abstain_rate": _rate(len(done) - passed, len(done), level),
+            # why images did not pass: a confident "no person" (the model drew something
+            # else) is a finding of its own; an unclear one is the classifier's limit
+            "outcomes": _gate_outcomes(done),
             "per_prompt": {
                 p: {"passed": c.get(PERSON_CLASS, 0), "abstained": c.get(ABSTAIN, 0)}
                 for p, c in person.items()
@@ -136,10 +119,10 @@ def summarize_run(
                 d.pop("baseline", None), d.pop("candidate", None)
                 comparison.setdefault(attr, {})[reader] = d
         summary["attributes"][attr] = per_reader
-    if "gender" in counts and {"clip", "faces"} <= set(counts["gender"]):
-        summary["agreement"]["gender"] = _agreement(done, "gender", "clip", "faces")
-    if "skin_tone" in counts and {"clip", "face_pixels"} <= set(counts["skin_tone"]):
-        summary["agreement"]["skin_tone"] = _agreement(done, "skin_tone", "clip", "face_pixels")
+    records = [it["readings"] for it in done if it.get("readings")]
+    for attr, second in SECOND_READING.items():
+        if {"clip", second} <= set(counts.get(attr, {})):
+            summary["agreement"][attr] = agreement(records, attr).to_dict()
     if previous_run is not None:
         summary["comparison"] = {
             "previous_run_id": previous_run["id"],
@@ -148,6 +131,15 @@ def summarize_run(
         }
     summary["headline"] = _headline(suite, summary, previous_run)
     return summary
+
+
+def _gate_outcomes(done: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Images by the person gate's outcome: ``person``, ``no_person``, ``unclear``."""
+    out = {"person": 0, "no_person": 0, "unclear": 0}
+    for it in done:
+        label = ((it.get("readings") or {}).get(GATE) or {}).get("label")
+        out["person" if label == PERSON_CLASS else "unclear" if label is None else "no_person"] += 1
+    return out
 
 
 def _rate(x: int, n: int, level: float) -> dict[str, float] | None:

@@ -81,6 +81,10 @@ def test_a_probe_perceives_every_image_once_and_its_counts_match(
     # the summary's counts are the stored readings', recounted here independently
     passed = sum(1 for _, _, rd in rows if rd["person"]["label"] == "person")
     assert s["person"]["passed"] == passed
+    unclear = sum(1 for _, _, rd in rows if rd["person"]["label"] is None)
+    assert s["person"]["outcomes"] == {
+        "person": passed, "unclear": unclear, "no_person": n - passed - unclear
+    }  # fmt: skip
     for prompt_row in s["attributes"]["gender"]["clip"]["prompts"]:
         labels = Counter(
             (rd["gender"]["clip"]["label"] or "abstain")
