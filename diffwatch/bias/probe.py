@@ -185,8 +185,11 @@ def run_probe(
             raise RuntimeError(f"bias run {run_id}: stopped before its chunks were done")
         summary = finish_run(conninfo, run_id, opts)
     except BaseException as exc:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            q.fail(conn, run_id, f"{type(exc).__name__}: {exc}"[:2000])
+        try:  # record why; with the database down the run stays 'running' until a retry
+            with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+                q.fail(conn, run_id, f"{type(exc).__name__}: {exc}"[:2000])
+        except psycopg.Error:
+            pass
         raise
     model, version = labels(opts)
     seconds = time.perf_counter() - started
@@ -200,3 +203,35 @@ def run_probe(
         "images_per_second": round(images / seconds, 3) if seconds > 0 else None,
         "summary": summary,
     }
+
+
+def probe_every(
+    conninfo: str,
+    opts: ProbeOptions,
+    every_s: float,
+    *,
+    stop: threading.Event,
+    on_result: Callable[[dict[str, Any]], None],
+    on_error: Callable[[BaseException], None],
+    models: ProbeModels | None = None,
+) -> int:
+    """The scheduled probe: a run now and then every ``every_s`` seconds until ``stop`` is
+    set, with the models loaded once; the number of runs that finished.
+
+    A run that fails (a database outage, a GPU error) is stored as failed where the
+    database allows, reported to ``on_error`` and tried again at the next period; a suite
+    that cannot be used fails at once, before any model loads."""
+    load_suite(opts.suite).items(opts.seeds)
+    models = models or load_models(opts)
+    finished = 0
+    while not stop.is_set():
+        try:
+            on_result(run_probe(conninfo, opts, models=models, stop=stop))
+            finished += 1
+        except Exception as exc:
+            if stop.is_set():
+                break
+            on_error(exc)
+        if stop.wait(every_s):
+            break
+    return finished

@@ -110,6 +110,14 @@ def probe_cmd(
     chunk_items: Annotated[int, typer.Option(min=1, help="Images a chunk of work.")] = 64,
     max_batch: Annotated[int | None, typer.Option(min=1, help="Images a pipeline call.")] = None,
     worst_k: Annotated[int, typer.Option(min=1, help="Prompts in the worst-k aggregates.")] = 5,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            help="Run on a schedule: a probe now and then every DURATION (e.g. 1d, 12h), "
+            "models loaded once, until stopped (SIGINT/SIGTERM). A failed run is logged and "
+            "tried again at the next period."
+        ),
+    ] = None,
     lease_seconds: Lease = 600.0,
     device: Device = "auto",
     clip_model: ClipModel = DEFAULT_MODEL,
@@ -136,14 +144,43 @@ def probe_cmd(
         lease_s=lease_seconds,
     )  # fmt: skip
     stop = stop_on_signals()
+
+    def show(result: dict[str, Any]) -> None:
+        typer.echo(json.dumps(result, default=str) if as_json else render_run(result))
+
+    if every is not None:
+        _scheduled(rt.conninfo, opts, every, stop, show)
+        return
     try:
         result = run_probe(rt.conninfo, opts, progress=_progress(as_json), stop=stop)
     except Exception as exc:
         raise _error(exc) from None
-    if as_json:
-        typer.echo(json.dumps(result, default=str))
-    else:
-        typer.echo(render_run(result))
+    show(result)
+
+
+def _scheduled(conninfo: str, opts: Any, every: str, stop: Any, show: Any) -> None:
+    """``bias probe --every``: the scheduled probe, until a signal stops it."""
+    import logging
+
+    from diffwatch.bias.probe import probe_every
+    from diffwatch.model.alert_rules import parse_duration
+
+    try:
+        every_s = parse_duration(every)
+        if every_s < 60:
+            raise ValueError(f"must be at least 1m, got {every!r}")
+    except ValueError as exc:
+        raise fail(f"--every: {exc}", 2) from None
+    log = logging.getLogger("diffwatch.bias")
+
+    def on_error(exc: BaseException) -> None:
+        log.error("bias probe failed, next try in %s s: %s", every_s, exc)
+        typer.secho(f"error: bias probe: {exc} (next try in {every})", fg="red", err=True)
+
+    try:
+        probe_every(conninfo, opts, every_s, stop=stop, on_result=show, on_error=on_error)
+    except Exception as exc:
+        raise _error(exc) from None
 
 
 @app.command("work")

@@ -156,3 +156,48 @@ def test_bad_inputs_fail_with_a_message_and_leave_no_running_run(
                      *demo_clip_args(demo_clip))  # fmt: skip
     assert code == 2 and "nothing" in out
     assert sql("SELECT count(*) FROM bias_runs WHERE status = 'running'") == [(0,)]
+
+
+def test_the_scheduled_probe_runs_every_period_and_outlives_a_failed_run(
+    conninfo, sql, demo_clip, probe_files
+) -> None:
+    import threading
+
+    from diffwatch.bias.probe import ProbeOptions, load_models, probe_every
+    from diffwatch.scoring.clip.config import ClipOptions
+
+    args = demo_clip_args(demo_clip)
+    clip = ClipOptions(args[1], None, args[5], args[3])
+    f = probe_files
+    opts = ProbeOptions(
+        pipeline=str(f["pipeline"]), suite=str(f["suite"]), seeds=1, model="sched",
+        device="cpu", clip=clip, output_dir=f["root"] / "sched", chunk_items=4,
+    )  # fmt: skip
+    models = load_models(opts)
+    stop = threading.Event()
+    results: list[dict] = []
+    errors: list[BaseException] = []
+
+    def on_result(r: dict) -> None:
+        results.append(r)
+        if len(results) == 2:
+            stop.set()
+
+    n = probe_every(conninfo, opts, 0.05, stop=stop, on_result=on_result,
+                    on_error=errors.append, models=models)  # fmt: skip
+    assert n == 2 and not errors
+    assert results[1]["summary"]["comparison"]["previous_run_id"] == results[0]["run_id"]
+    assert sql("SELECT count(*) FROM bias_runs WHERE model = 'sched' AND status = 'done'") == [(2,)]
+    # a database that is down fails the period's run, and the schedule goes on
+    stop.clear()
+
+    def on_error(exc: BaseException) -> None:
+        errors.append(exc)
+        if len(errors) == 2:
+            stop.set()
+
+    down = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1"
+    n = probe_every(down, opts, 0.05, stop=stop, on_result=results.append, on_error=on_error,
+                    models=models)  # fmt: skip
+    assert n == 0 and len(errors) == 2
+    assert all("127.0.0.1" in str(e) or "connect" in str(e).lower() for e in errors)
