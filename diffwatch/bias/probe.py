@@ -15,7 +15,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,13 +165,66 @@ def run_probe(
     """Run a probe from start to summary; the run's id, labels and summary.
 
     Raises SuiteError for a suite that cannot be used; a run whose work fails is stored as
-    failed with the error, and the error raised."""
+    failed with the error (``resume_probe`` finishes it), and the error raised."""
     suite = load_suite(opts.suite)
     suite.items(opts.seeds)  # a bad --seeds fails before any model loads
     models = models or load_models(opts)
-    stop = stop or threading.Event()
     run_id = start_run(conninfo, opts, suite, models)
+    model, version = labels(opts)
+    return _complete(conninfo, run_id, opts, models, (suite.name, model, version), progress,
+                     stop or threading.Event(), poll_s)  # fmt: skip
+
+
+def options_of(row: dict[str, Any]) -> ProbeOptions:
+    """The options a stored run was started with."""
+    d = dict(row["options"])
+    d["clip"] = ClipOptions(**d.get("clip") or {})
+    d["output_dir"] = Path(d["output_dir"])
+    known = ProbeOptions.__dataclass_fields__
+    return ProbeOptions(**{k: v for k, v in d.items() if k in known})
+
+
+def resume_probe(
+    conninfo: str,
+    run_id: int,
+    *,
+    device: str | None = None,
+    models: ProbeModels | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    poll_s: float = 2.0,
+) -> dict[str, Any]:
+    """Finish a run that a crash, a stop or an outage cut short: its done chunks are kept,
+    the rest made with the run's own pipeline and options (``device`` may differ)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = q.run(conn, run_id)
+        if row is None:
+            raise ValueError(f"bias run {run_id}: no such run (see `diffwatch bias runs`)")
+        if row["status"] == "done":
+            raise ValueError(f"bias run {run_id} is already done (`diffwatch bias show {run_id}`)")
+        opts = options_of(row)
+        if device is not None:
+            opts = replace(opts, device=device)
+        models = models or load_models(opts)
+        q.reopen(conn, run_id)
+    names = (row["suite_name"], row["model"], row["model_version"])
+    return _complete(conninfo, run_id, opts, models, names, progress,
+                     stop or threading.Event(), poll_s)  # fmt: skip
+
+
+def _complete(
+    conninfo: str,
+    run_id: int,
+    opts: ProbeOptions,
+    models: ProbeModels,
+    names: tuple[str, str, str],
+    progress: Progress | None,
+    stop: threading.Event,
+    poll_s: float,
+) -> dict[str, Any]:
+    """Work a stored run's chunks here (others' leases waited for), then summarise it."""
     started = time.perf_counter()
+    made = models.timings.get("images", 0.0)
     try:
         while not stop.is_set():
             work(conninfo, models, run_id=run_id, lease_s=opts.lease_s, stop=stop,
@@ -182,23 +235,25 @@ def run_probe(
                 break
             stop.wait(poll_s)  # chunks leased by other workers: wait for them, or their lease
         if stop.is_set():
-            raise RuntimeError(f"bias run {run_id}: stopped before its chunks were done")
+            raise RuntimeError(
+                f"bias run {run_id}: stopped before its chunks were done; finish it with "
+                f"`diffwatch bias resume {run_id}`"
+            )
         summary = finish_run(conninfo, run_id, opts)
     except BaseException as exc:
-        try:  # record why; with the database down the run stays 'running' until a retry
+        try:  # record why; with the database down the run stays 'running' until a resume
             with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
                 q.fail(conn, run_id, f"{type(exc).__name__}: {exc}"[:2000])
         except psycopg.Error:
             pass
         raise
-    model, version = labels(opts)
     seconds = time.perf_counter() - started
-    images = models.timings.get("images", 0.0)
+    images = models.timings.get("images", 0.0) - made
     return {
         "run_id": run_id,
-        "suite": suite.name,
-        "model": model,
-        "version": version,
+        "suite": names[0],
+        "model": names[1],
+        "version": names[2],
         "seconds": round(seconds, 3),
         "images_per_second": round(images / seconds, 3) if seconds > 0 else None,
         "summary": summary,

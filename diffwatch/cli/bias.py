@@ -183,6 +183,30 @@ def _scheduled(conninfo: str, opts: Any, every: str, stop: Any, show: Any) -> No
         raise _error(exc) from None
 
 
+@app.command("resume")
+def resume_cmd(
+    run_id: Annotated[int, typer.Argument(help="The run to finish (see `diffwatch bias runs`).")],
+    device: Annotated[
+        str | None, typer.Option(help="Run on this device instead of the run's own.")
+    ] = None,
+    as_json: AsJson = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Finish a run that a crash, a stop or an outage cut short: its done chunks are kept,
+    the rest made with the run's own pipeline, CLIP and options, then summarised."""
+    from diffwatch.bias.probe import resume_probe
+    from diffwatch.bias.report import render_run
+
+    rt = runtime(database_url)
+    stop = stop_on_signals()
+    try:
+        result = resume_probe(rt.conninfo, run_id, device=device,
+                              progress=_progress(as_json), stop=stop)  # fmt: skip
+    except Exception as exc:
+        raise _error(exc) from None
+    typer.echo(json.dumps(result, default=str) if as_json else render_run(result))
+
+
 @app.command("work")
 def work_cmd(
     pipeline: Pipeline,

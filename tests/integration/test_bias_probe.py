@@ -201,3 +201,40 @@ def test_the_scheduled_probe_runs_every_period_and_outlives_a_failed_run(
                     models=models)  # fmt: skip
     assert n == 0 and len(errors) == 2
     assert all("127.0.0.1" in str(e) or "connect" in str(e).lower() for e in errors)
+
+
+def test_a_stopped_run_resumes_keeping_its_done_chunks(
+    db_url, conninfo, sql, demo_clip, probe_files
+) -> None:
+    import threading
+
+    from diffwatch.bias.probe import ProbeOptions, run_probe
+    from diffwatch.scoring.clip.config import ClipOptions
+
+    args = demo_clip_args(demo_clip)
+    f = probe_files
+    opts = ProbeOptions(
+        pipeline=str(f["pipeline"]), suite=str(f["suite"]), model="resumed", device="cpu",
+        clip=ClipOptions(args[1], None, args[5], args[3]), output_dir=f["root"] / "resume",
+        chunk_items=2,
+    )  # fmt: skip
+    stop = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if done == 1:  # a crash or a SIGTERM after the first chunk
+            stop.set()
+
+    with pytest.raises(RuntimeError, match="bias resume"):
+        run_probe(conninfo, opts, progress=progress, stop=stop)
+    run_id, status = sql("SELECT id, status FROM bias_runs")[0]
+    assert status == "failed"
+    assert sql("SELECT count(*) FROM bias_chunks WHERE status = 'done'") == [(1,)]
+    code, out = bias(db_url, "resume", str(run_id), "--json")
+    assert code == 0, out
+    r = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+    assert r["run_id"] == run_id and r["summary"]["images"] == len(TERMS) * SEEDS
+    assert sql("SELECT status, error FROM bias_runs") == [("done", None)]
+    # the chunk done before the stop was not made again
+    assert sql("SELECT max(attempts) FROM bias_chunks") == [(1,)]
+    code, out = bias(db_url, "resume", str(run_id))
+    assert code == 2 and "already done" in out

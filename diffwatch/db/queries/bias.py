@@ -191,6 +191,15 @@ def fail(conn: psycopg.Connection, run_id: int, error: str) -> None:
     )
 
 
+def reopen(conn: psycopg.Connection, run_id: int) -> None:
+    """Mark a failed (or stuck) run running again, so its pending chunks can be claimed."""
+    conn.execute(
+        "UPDATE bias_runs SET status = 'running', finished_at = NULL, error = NULL"
+        " WHERE id = %s AND status <> 'done'",
+        (run_id,),
+    )
+
+
 def run(conn: psycopg.Connection, run_id: int) -> dict[str, Any] | None:
     """One run with its suite and pipeline; None when there is none."""
     with conn.cursor(row_factory=dict_row) as cur:
