@@ -98,3 +98,39 @@ def render_runs(rows: Sequence[Mapping[str, Any]]) -> str:
             f"{_f(head.get('worst_k_max_skew'))}"
         )
     return "\n".join(out)
+
+
+def render_comparison(result: Mapping[str, Any], max_rows: int = 20) -> str:
+    """Two runs compared: per attribute and reader, the change of the headline aggregates
+    and the share changes that stay significant after the correction."""
+    a, b = result["baseline"], result["candidate"]
+    lines = [
+        f"bias runs {a['run_id']} ({a['model']} {a['version']}) -> {b['run_id']} "
+        f"({b['model']} {b['version']}), suite {result['suite']}",
+        _NOTE,
+    ]
+    for attr, readers in result["tests"].items():
+        for reader, t in readers.items():
+            delta = t["delta"]
+            lines.append(
+                f"{attr} [{reader}]: worst-k MaxSkew {_signed(delta.get('worst_k_max_skew'))}, "
+                f"mean MaxSkew {_signed(delta.get('mean_max_skew'))}; {t['significant']} of "
+                f"{len(t['tests'])} tests significant ({t['correction']}, alpha {t['alpha']:g})"
+            )
+            sig = [x for x in t["tests"] if x["significant"]]
+            for x in sorted(sig, key=lambda x: x["p_adjusted"])[:max_rows]:
+                d = x["difference"]
+                was = 100 * x["baseline_count"] / x["baseline_n"]
+                now = 100 * x["candidate_count"] / x["candidate_n"]
+                lines.append(
+                    f"  {x['prompt']}: {x['class']} {was:.0f}% -> {now:.0f}% "
+                    f"(difference {100 * d['estimate']:+.0f} points, "
+                    f"[{100 * d['low']:+.0f}, {100 * d['high']:+.0f}]), p adj {x['p_adjusted']:.3g}"
+                )
+    if not result["tests"]:
+        lines.append("no attribute was read by both runs")
+    return "\n".join(lines)
+
+
+def _signed(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.3f}"

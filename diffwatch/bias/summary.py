@@ -102,35 +102,56 @@ def summarize_run(
         "comparison": None,
         "terms": {it["prompt"]: it["term"] for it in items},
     }
-    prev_counts = count_readings(previous) if previous else {}
-    comparison: dict[str, Any] = {}
     for attr in suite.get("attributes", ()):
         classes = ATTRIBUTES[attr].class_keys
         ref = _reference(suite, attr, items)
-        per_reader: dict[str, Any] = {}
-        for reader, c in sorted(counts.get(attr, {}).items()):
-            report = bias_metrics(c, classes=classes, reference=ref, k=k, level=level)
-            per_reader[reader] = report.to_dict()
-            before = prev_counts.get(attr, {}).get(reader)
-            if before:
-                cmp = compare_versions(before, c, classes=classes, reference=ref, k=k,
-                                       level=level)  # fmt: skip
-                d = cmp.to_dict()
-                d.pop("baseline", None), d.pop("candidate", None)
-                comparison.setdefault(attr, {})[reader] = d
-        summary["attributes"][attr] = per_reader
+        summary["attributes"][attr] = {
+            reader: bias_metrics(c, classes=classes, reference=ref, k=k, level=level).to_dict()
+            for reader, c in sorted(counts.get(attr, {}).items())
+        }
     records = [it["readings"] for it in done if it.get("readings")]
     for attr, second in SECOND_READING.items():
         if {"clip", second} <= set(counts.get(attr, {})):
             summary["agreement"][attr] = agreement(records, attr).to_dict()
-    if previous_run is not None:
+    if previous_run is not None and previous:
         summary["comparison"] = {
             "previous_run_id": previous_run["id"],
             "previous_version": previous_run.get("model_version"),
-            "tests": comparison,
+            "tests": compare_runs(previous, items, suite, k=k, level=level),
         }
     summary["headline"] = _headline(suite, summary, previous_run)
     return summary
+
+
+def compare_runs(
+    baseline: Sequence[Mapping[str, Any]],
+    candidate: Sequence[Mapping[str, Any]],
+    suite: Mapping[str, Any],
+    *,
+    k: int = 5,
+    level: float = 0.95,
+    alpha: float = 0.05,
+    correction: str = "bh",
+) -> dict[str, dict[str, Any]]:
+    """attribute -> reader -> the per-prompt two-proportion tests of two runs' items (the
+    candidate against the baseline, multiple-testing controlled) and each aggregate's change,
+    for the prompts both runs hold."""
+    before, after = count_readings(baseline), count_readings(candidate)
+    out: dict[str, dict[str, Any]] = {}
+    for attr in suite.get("attributes", ()):
+        classes = ATTRIBUTES[attr].class_keys
+        ref = _reference(suite, attr, candidate)
+        for reader, c in sorted(after.get(attr, {}).items()):
+            b = before.get(attr, {}).get(reader)
+            if not b:
+                continue
+            d = compare_versions(
+                b, c, classes=classes, reference=ref, k=k, level=level, alpha=alpha,
+                correction=correction,  # type: ignore[arg-type]
+            ).to_dict()  # fmt: skip
+            d.pop("baseline", None), d.pop("candidate", None)
+            out.setdefault(attr, {})[reader] = d
+    return out
 
 
 def _gate_outcomes(done: Sequence[Mapping[str, Any]]) -> dict[str, int]:

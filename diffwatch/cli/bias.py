@@ -303,6 +303,59 @@ def show_cmd(
     typer.echo(json.dumps(result, default=str) if as_json else render_run(result))
 
 
+@app.command("compare")
+def compare_cmd(
+    baseline: Annotated[
+        int, typer.Argument(help="The baseline run (e.g. the version in production).")
+    ],
+    candidate: Annotated[int, typer.Argument(help="The candidate run, of the same suite.")],
+    alpha: Annotated[
+        float, typer.Option(min=0.001, max=0.5, help="Level of the tests after correction.")
+    ] = 0.05,
+    correction: Annotated[
+        str,
+        typer.Option(
+            help="Multiple-testing control: bh (false discovery rate) or holm (family-wise error)."
+        ),
+    ] = "bh",
+    as_json: AsJson = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Compare two probe runs of one suite prompt by prompt: a two-proportion test per prompt
+    and class with Benjamini-Hochberg (or Holm) control, and each aggregate's change."""
+    import psycopg
+
+    from diffwatch.bias.report import render_comparison
+    from diffwatch.bias.summary import compare_runs
+    from diffwatch.db.queries import bias as q
+
+    if correction not in ("bh", "holm"):
+        raise fail(f"--correction must be bh or holm, got {correction!r}", 2)
+    rt = runtime(database_url)
+    with psycopg.connect(rt.conninfo) as conn:
+        rows = {i: q.run(conn, i) for i in (baseline, candidate)}
+        for i, row in rows.items():
+            if row is None or row["status"] != "done":
+                state = "no such run" if row is None else f"{row['status']}, not done"
+                raise fail(f"bias run {i}: {state} (see `diffwatch bias runs`)", 2)
+        a, b = rows[baseline], rows[candidate]
+        if a["suite_name"] != b["suite_name"]:
+            suites = f"{a['suite_name']!r} and {b['suite_name']!r}"
+            raise fail(f"runs {baseline} and {candidate} probe different suites ({suites}): "
+                       "compare runs of one suite", 2)  # fmt: skip
+        items_a, items_b = q.items(conn, baseline), q.items(conn, candidate)
+    summary = b["summary"] or {}
+    tests = compare_runs(items_a, items_b, b["suite"], k=summary.get("k", 5),
+                         level=summary.get("level", 0.95), alpha=alpha,
+                         correction=correction)  # fmt: skip
+    result = {
+        "baseline": {"run_id": baseline, "model": a["model"], "version": a["model_version"]},
+        "candidate": {"run_id": candidate, "model": b["model"], "version": b["model_version"]},
+        "suite": b["suite_name"], "alpha": alpha, "correction": correction, "tests": tests,
+    }  # fmt: skip
+    typer.echo(json.dumps(result, default=str) if as_json else render_comparison(result))
+
+
 @app.command("metrics")
 def metrics_cmd(
     counts: Annotated[

@@ -122,6 +122,16 @@ def test_a_second_version_is_compared_with_the_first(db_url, sql, demo_clip, pro
     assert code == 0 and "Perceived attributes of generated images" in out
     code, out = bias(db_url, "show", "999999")
     assert code == 2 and "no such run" in out
+    second = sql("SELECT max(id) FROM bias_runs")[0][0]
+    code, out = bias(db_url, "compare", str(first), str(second), "--json")
+    assert code == 0, out
+    cmp = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+    assert cmp["baseline"]["version"] == "v1" and cmp["candidate"]["version"] == "v2"
+    assert all(t["significant"] == 0 for r in cmp["tests"].values() for t in r.values())
+    code, out = bias(db_url, "compare", str(first), "999999")
+    assert code == 2 and "no such run" in out
+    code, out = bias(db_url, "compare", str(first), str(second), "--correction", "sidak")
+    assert code == 2 and "bh or holm" in out
 
 
 def test_the_alert_metrics_read_the_newest_run(db_url, conninfo, demo_clip, probe_files) -> None:
