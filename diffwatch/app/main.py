@@ -25,6 +25,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("releases", "Releases", "Dashboard", "releases"),
     ("explorer", "Generation explorer", "Dashboard", "explorer"),
     ("drift", "Drift", "Dashboard", "drift"),
+    ("fairness", "Fairness", "Dashboard", "fairness"),
     ("alerts", "Alerts", "Dashboard", "alerts"),
     ("ratings", "Rating analytics", "Review", "ratings"),
     ("review", "Review queue", "Review", "review"),

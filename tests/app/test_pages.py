@@ -27,6 +27,7 @@ PAGES = {
     "versions": "Model versions",
     "releases": "Releases",
     "explorer": "Generation explorer",
+    "fairness": "Fairness",
 }
 
 
@@ -72,6 +73,7 @@ EMPTY_SAYS = {
     "explorer": "No generation matches",
     "quality": "CLIP scoring is not configured",
     "gpu": "No GPU samples",
+    "fairness": "No bias probe run has finished yet",
 }
 
 
