@@ -104,8 +104,8 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Where image reads may go: local directories and remote prefixes "
         "(s3://bucket/prefix), comma-separated or a JSON list. Unset or empty: "
-        "DIFFWATCH_HOME/demo/images, DIFFWATCH_HOME/demo/drift, DIFFWATCH_HOME/drift and "
-        "DIFFWATCH_HOME/gate, "
+        "DIFFWATCH_HOME/demo/images, DIFFWATCH_HOME/demo/drift, DIFFWATCH_HOME/drift, "
+        "DIFFWATCH_HOME/gate and DIFFWATCH_HOME/bias, "
         "nothing remote (docs/scoring.md).",
     )
     image_read_timeout_s: float = Field(
@@ -134,6 +134,7 @@ class Settings(BaseSettings):
                 str(self.home / "demo" / "drift"),  # the demo's re-generated images
                 str(self.home / "drift"),
                 str(self.home / "gate"),  # the release gate's images (docs/gate.md)
+                str(self.home / "bias"),  # the bias probe's images (docs/bias.md)
             ]
         for root in self.image_roots:
             problem = _root_problem(root)

@@ -20,7 +20,7 @@ from diffwatch.db.queries import users as q
 from tests.app.accounts import PW, add_account, as_user, texts
 
 DASHBOARD = ["overview", "cost", "latency", "gpu", "quality", "versions", "releases",
-             "explorer", "drift", "alerts", "ratings"]  # fmt: skip
+             "explorer", "drift", "fairness", "alerts", "ratings"]  # fmt: skip
 
 
 def audit(conninfo: str, action: str) -> list[tuple]:

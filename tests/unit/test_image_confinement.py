@@ -190,6 +190,7 @@ def test_the_roots_setting_parses_lists_and_defaults_to_diffwatchs_own_directori
         str(tmp_path / "home" / "demo" / "drift"),
         str(tmp_path / "home" / "drift"),
         str(tmp_path / "home" / "gate"),
+        str(tmp_path / "home" / "bias"),
     ]
     monkeypatch.setenv("DIFFWATCH_IMAGE_ROOTS", f" {tmp_path}/a , s3://bucket/prefix ")
     assert load_settings().image_roots == [f"{tmp_path}/a", "s3://bucket/prefix"]
