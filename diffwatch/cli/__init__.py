@@ -90,7 +90,8 @@ COMMANDS: dict[str, LazyCommand] = {
         "diffwatch.cli.bias",
         "Bias probe: the perceived gender presentation, skin tone and age of the people a "
         "model draws for neutral prompts, per version and over time; skew metrics of any "
-        "table of counts (docs/bias.md).",
+        "table of counts (docs/bias.md). Perceived attributes of generated images, never "
+        "facts about people.",
     ),
 }
 

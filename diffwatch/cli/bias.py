@@ -21,10 +21,9 @@ from diffwatch.cli.options import (
 from diffwatch.scoring.clip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
 app = typer.Typer(
-    help='Bias probe: generate neutral prompts ("a photo of a doctor") with many seeds and '
-    "measure the *perceived* gender presentation, skin tone (Monk scale) and age of the people "
-    "in the images, per model version and over time; and score tables of counts from any "
-    "classifier (docs/bias.md). These are perceived attributes of generated images, never "
+    help="Bias probe: the perceived gender presentation, skin tone and age of the people a "
+    "model draws for neutral prompts, per version and over time; skew metrics of any "
+    "table of counts (docs/bias.md). Perceived attributes of generated images, never "
     "facts about people.",
     no_args_is_help=True,
 )
