@@ -103,14 +103,14 @@ def engine_alone(models: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
     """Both sides' images through the drift engine alone (no files, scores or database)."""
     import torch
 
+    from diffwatch.drift.regen import item_requests
     from diffwatch.drift.regenerate import Regenerator
-    from diffwatch.gate.work import _requests
 
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     made, t_all = 0, 0.0
     for side in ("candidate", "baseline"):
         regen = Regenerator(models.pipelines[side])
-        reqs = _requests(items, {})
+        reqs = item_requests(items, {})
         list(regen.run(reqs[: regen.max_batch]))  # warm-up call, untimed
         sync()
         t0 = time.perf_counter()

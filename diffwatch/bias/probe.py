@@ -134,22 +134,29 @@ def _user() -> str | None:
 
 def finish_run(conninfo: str, run_id: int, opts: ProbeOptions) -> dict[str, Any]:
     """Summarise a run whose chunks are all done, store the summary and return it."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return summarize_stored(conn, run_id, k=opts.worst_k, level=opts.level)
+
+
+def summarize_stored(
+    conn: psycopg.Connection, run_id: int, *, k: int = 5, level: float = 0.95
+) -> dict[str, Any]:
+    """Summarise a stored run whose chunks are all done (compared with the suite's previous
+    run on the same model), mark it done with the summary and return it."""
     from diffwatch.bias.summary import summarize_run
 
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        run = q.run(conn, run_id)
-        if run is None:
-            raise ValueError(f"bias run {run_id}: no such run")
-        done, total = q.progress(conn, run_id)
-        if done < total:
-            raise RuntimeError(f"bias run {run_id}: {total - done} of {total} chunks not done")
-        prev = q.previous_done(conn, run_id)
-        prev_items = q.items(conn, prev["id"]) if prev else None
-        summary = summarize_run(
-            q.items(conn, run_id), run["suite"], previous=prev_items,
-            previous_run=prev, k=opts.worst_k, level=opts.level,
-        )  # fmt: skip
-        q.finish(conn, run_id, summary)
+    run = q.run(conn, run_id)
+    if run is None:
+        raise ValueError(f"bias run {run_id}: no such run")
+    done, total = q.progress(conn, run_id)
+    if done < total:
+        raise RuntimeError(f"bias run {run_id}: {total - done} of {total} chunks not done")
+    prev = q.previous_done(conn, run_id)
+    summary = summarize_run(
+        q.items(conn, run_id), run["suite"], previous=q.items(conn, prev["id"]) if prev else None,
+        previous_run=prev, k=k, level=level,
+    )  # fmt: skip
+    q.finish(conn, run_id, summary)
     return summary
 
 

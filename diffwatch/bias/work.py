@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ import numpy as np
 import psycopg
 
 from diffwatch.db.queries import bias as q
+from diffwatch.drift.regen import item_requests, worker_name
 
 if TYPE_CHECKING:
     from diffwatch.drift.diffusion_load import LoadedPipeline
@@ -57,23 +56,6 @@ class ProbeModels:
         """Add ``seconds`` (s) to ``stage``'s total (thread-safe)."""
         with self._lock:
             self.timings[stage] = self.timings.get(stage, 0.0) + seconds
-
-
-def worker_name() -> str:
-    """host:pid:random, unique to this process."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def _requests(items: Sequence[dict[str, Any]], overrides: dict[str, Any]) -> list[Any]:
-    from diffwatch.drift.regen import regen_request
-
-    return [
-        regen_request(
-            it["key"],
-            {**(it["params"] or {}), **overrides, "prompt": it["prompt"], "seed": it["seed"]},
-        )
-        for it in items
-    ]
 
 
 def _perceive_and_save(
@@ -133,7 +115,7 @@ def make_chunk(
             flush()
             keep_alive()
 
-        for o in regen.run(_requests(items, models.overrides), progress=on_call):
+        for o in regen.run(item_requests(items, models.overrides), progress=on_call):
             if o.image is None:
                 out[o.key] = {"status": "error", "error": f"{o.error_kind}: {o.error}"}
             else:

@@ -2,13 +2,12 @@
 
 # No ``from __future__ import annotations``: typer reads the annotations of the commands.
 import json
-import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from diffwatch.cli.common import emit_summary, fail, runtime, stop_on_signals
+from diffwatch.cli.common import emit_summary, error_exit, fail, runtime, stop_on_signals
 from diffwatch.cli.options import (
     AsJson,
     ClipCheckpoint,
@@ -17,6 +16,7 @@ from diffwatch.cli.options import (
     ClipPretrained,
     DbUrl,
     Device,
+    Lease,
 )
 from diffwatch.scoring.clip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
@@ -28,13 +28,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Lease = Annotated[
-    float,
-    typer.Option(
-        "--lease-seconds", min=5, help="A chunk's lease (s): a worker that dies holding one "
-        "leaves it to the others after this long."
-    ),
-]  # fmt: skip
 Pipeline = Annotated[
     str,
     typer.Option(
@@ -42,14 +35,6 @@ Pipeline = Annotated[
         help="The pipeline to probe: a save_pretrained directory or a hub id in the local cache.",
     ),
 ]
-
-
-def _error(exc: BaseException) -> typer.Exit:
-    """Exit 2; an unexpected error also prints its traceback (for the CI log)."""
-    if not isinstance(exc, ValueError | FileNotFoundError | RuntimeError):
-        traceback.print_exc()
-        return fail(f"{type(exc).__name__}: {exc}", 2)
-    return fail(str(exc), 2)
 
 
 def _progress(quiet: bool):
@@ -153,7 +138,7 @@ def probe_cmd(
     try:
         result = run_probe(rt.conninfo, opts, progress=_progress(as_json), stop=stop)
     except Exception as exc:
-        raise _error(exc) from None
+        raise error_exit(exc) from None
     show(result)
 
 
@@ -179,7 +164,7 @@ def _scheduled(conninfo: str, opts: Any, every: str, stop: Any, show: Any) -> No
     try:
         probe_every(conninfo, opts, every_s, stop=stop, on_result=show, on_error=on_error)
     except Exception as exc:
-        raise _error(exc) from None
+        raise error_exit(exc) from None
 
 
 @app.command("resume")
@@ -202,7 +187,7 @@ def resume_cmd(
         result = resume_probe(rt.conninfo, run_id, device=device,
                               progress=_progress(as_json), stop=stop)  # fmt: skip
     except Exception as exc:
-        raise _error(exc) from None
+        raise error_exit(exc) from None
     typer.echo(json.dumps(result, default=str) if as_json else render_run(result))
 
 
@@ -248,7 +233,7 @@ def work_cmd(
         done = work(rt.conninfo, load_models(opts), run_id=run_id, follow=follow,
                     lease_s=lease_seconds, stop=stop)  # fmt: skip
     except Exception as exc:
-        raise _error(exc) from None
+        raise error_exit(exc) from None
     emit_summary({"chunks": done}, as_json, f"{done} chunks done")
 
 

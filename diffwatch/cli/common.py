@@ -17,13 +17,26 @@ from diffwatch.periodic import stop_on_signals
 if TYPE_CHECKING:
     from diffwatch.context import Runtime
 
-__all__ = ["aware", "emit_summary", "fail", "iso_time", "runtime", "stop_on_signals"]
+__all__ = [
+    "aware", "emit_summary", "error_exit", "fail", "iso_time", "runtime", "stop_on_signals",
+]  # fmt: skip
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error for a person and return the Exit to raise."""
     typer.secho(f"error: {message}", fg="red", err=True)
     return typer.Exit(code)
+
+
+def error_exit(exc: BaseException) -> typer.Exit:
+    """Exit 2 for a job's error (1 is a gate's "fail"); an unexpected one also prints its
+    traceback, for the CI log."""
+    if not isinstance(exc, ValueError | FileNotFoundError | RuntimeError):
+        import traceback
+
+        traceback.print_exc()
+        return fail(f"{type(exc).__name__}: {exc}", 2)
+    return fail(str(exc), 2)
 
 
 def aware(t: datetime | None) -> datetime | None:

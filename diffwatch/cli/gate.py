@@ -3,13 +3,12 @@
 # No ``from __future__ import annotations``: typer reads the annotations of the commands.
 import getpass
 import json
-import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from diffwatch.cli.common import emit_summary, fail, runtime, stop_on_signals
+from diffwatch.cli.common import emit_summary, error_exit, fail, runtime, stop_on_signals
 from diffwatch.cli.options import (
     AsJson,
     ClipCheckpoint,
@@ -18,6 +17,7 @@ from diffwatch.cli.options import (
     ClipPretrained,
     DbUrl,
     Device,
+    Lease,
 )
 from diffwatch.scoring.clip.config import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
@@ -28,14 +28,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Lease = Annotated[
-    float,
-    typer.Option(
-        "--lease-seconds", min=5, help="A chunk's lease (s): a worker that dies holding one "
-        "leaves it to the others after this long."
-    ),
-]  # fmt: skip
-
 
 def _runtime(database_url: str | None, wait: bool = False) -> Any:
     """The database, or exit 2: for CI, 1 means the candidate failed and nothing else."""
@@ -43,14 +35,6 @@ def _runtime(database_url: str | None, wait: bool = False) -> Any:
         return runtime(database_url, wait=wait)
     except typer.Exit as exc:
         raise typer.Exit(2 if exc.exit_code else 0) from None
-
-
-def _error(exc: BaseException) -> typer.Exit:
-    """Exit 2 for an error; an unexpected one also prints its traceback (for the CI log)."""
-    if not isinstance(exc, ValueError | FileNotFoundError | RuntimeError):
-        traceback.print_exc()
-        return fail(f"{type(exc).__name__}: {exc}", 2)
-    return fail(str(exc), 2)
 
 
 def _progress(quiet: bool):
@@ -262,7 +246,7 @@ def _run(conninfo: str, opts: Any, as_json: bool, report: Path | None, pairs: in
     try:
         summary = run_gate(conninfo, opts, progress=_progress(as_json))
     except Exception as exc:
-        raise _error(exc) from None
+        raise error_exit(exc) from None
     if pairs:  # the run is stored: a pair that cannot be enqueued must not hide its verdict
         try:
             enqueue_pairs(conninfo, summary["run_id"], pairs, opts.base_seed)
@@ -288,7 +272,7 @@ def resume_cmd(
     try:
         summary = resume_gate(rt.conninfo, run_id, progress=_progress(as_json))
     except Exception as exc:
-        raise _error(exc) from None
+        raise error_exit(exc) from None
     _exit_for(summary, as_json, report)
 
 

@@ -62,3 +62,10 @@ ClipModelConfig = Annotated[
         "(its file name, without .json, is the --clip-model)."
     ),
 ]
+Lease = Annotated[
+    float,
+    typer.Option(
+        "--lease-seconds", min=5, help="A chunk's lease (s): a worker that dies holding one "
+        "leaves it to the others after this long."
+    ),
+]  # fmt: skip

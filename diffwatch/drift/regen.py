@@ -15,7 +15,9 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -139,6 +141,26 @@ def regen_request(key: str, p: Mapping[str, Any]) -> RegenRequest:
         height=p.get("height"),
         negative_prompt=p.get("negative_prompt"),
     )
+
+
+def item_requests(
+    items: Sequence[Mapping[str, Any]], overrides: Mapping[str, Any] | None = None
+) -> list[RegenRequest]:
+    """The engine's requests for stored items (key, prompt, seed and ``params``), with
+    ``overrides`` (a release side's steps or sampler) replacing their parameters; the
+    release gate's and the bias probe's workers generate their chunks with these."""
+    extra = dict(overrides or {})
+    return [
+        regen_request(
+            it["key"], {**(it["params"] or {}), **extra, "prompt": it["prompt"], "seed": it["seed"]}
+        )
+        for it in items
+    ]
+
+
+def worker_name() -> str:
+    """host:pid:random, unique to this process: the lease owner of a chunk worker."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def generate(

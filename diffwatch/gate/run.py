@@ -456,13 +456,13 @@ def _serving(
     progress: Progress | None,
 ) -> dict[str, SideCost] | None:  # fmt: skip
     """Both sides' serving cost (pipelines mode), or None (manifests: nothing to time)."""
+    from diffwatch.drift.regen import item_requests
     from diffwatch.gate.serving import measure
-    from diffwatch.gate.work import _requests
 
     if len(models.pipelines) != 2:
         return None
     first = [r for r in rows if r["side"] == "baseline" and r["status"] == "done"]
-    reqs = _requests(first[: max(opts.serving.batch_sizes)] or rows[:1], {})
+    reqs = item_requests(first[: max(opts.serving.batch_sizes)] or rows[:1], {})
     costs = measure(
         models.pipelines, reqs, models.overrides, opts.serving,
         progress=(lambda d, t: progress("timing both sides", d, t)) if progress else None,

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ import numpy as np
 import psycopg
 
 from diffwatch.db.queries import gate as q
+from diffwatch.drift.regen import item_requests, worker_name
 
 if TYPE_CHECKING:
     from diffwatch.drift.compare import ImageTextEmbedder
@@ -79,24 +78,6 @@ class GateModels:
 Progress = Callable[[int, int], None]  # (chunks done, chunks in all)
 
 
-def worker_name() -> str:
-    """host:pid:random, unique to this process."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def _requests(items: Sequence[dict[str, Any]], overrides: dict[str, Any]) -> list[Any]:
-    """The engine's requests for a chunk's items, with the side's overrides applied."""
-    from diffwatch.drift.regen import regen_request
-
-    return [
-        regen_request(
-            it["key"],
-            {**(it["params"] or {}), **overrides, "prompt": it["prompt"], "seed": it["seed"]},
-        )
-        for it in items
-    ]
-
-
 def _generate(
     models: GateModels, side: str, items: Sequence[dict[str, Any]], directory: Path,
     keep_alive: Callable[[], None],
@@ -110,7 +91,7 @@ def _generate(
     started = time.perf_counter()
     made = []
     for o in regen.run(
-        _requests(items, models.overrides.get(side, {})), progress=lambda n: keep_alive()
+        item_requests(items, models.overrides.get(side, {})), progress=lambda n: keep_alive()
     ):
         if o.image is None:
             out[o.key] = {"status": "error", "error": f"{o.error_kind}: {o.error}"}

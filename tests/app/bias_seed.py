@@ -3,7 +3,7 @@
 A small occupations suite (``ProbeSuite``), four terms, one template, 22 seeds a prompt. Three
 finished runs of one model: ``v1`` twice (13 and 8 days ago) and ``v2`` (a day ago). Each run
 is created, chunked, claimed and completed with ``diffwatch.db.queries.bias`` and summarised
-with ``diffwatch.bias.summary.summarize_run`` against the run before it, as ``bias probe``
+with ``diffwatch.bias.probe.summarize_stored`` against the run before it, as ``bias probe``
 does; only the readings are synthetic (in the perceiver's record format), and the finish times
 are moved into the past afterwards.
 
@@ -25,8 +25,8 @@ import psycopg
 from PIL import Image, ImageDraw
 
 from diffwatch.bias.attributes import MST_SWATCHES
+from diffwatch.bias.probe import summarize_stored
 from diffwatch.bias.suite import ProbeItem, parse_suite
-from diffwatch.bias.summary import summarize_run
 from diffwatch.db.queries import bias as q
 
 TERMS = ("doctor", "nurse", "engineer", "teacher")
@@ -196,12 +196,7 @@ def _one_run(
             results.append({"key": it.key, "image_uri": _png(path, term, skin, run_id * 100 + i),
                             "status": "done", "readings": r, "seconds": 0.4})  # fmt: skip
         assert q.complete(conn, c, results)
-    prev = q.previous_done(conn, run_id)
-    summary = summarize_run(
-        q.items(conn, run_id), suite, previous=q.items(conn, prev["id"]) if prev else None,
-        previous_run=prev, k=3,
-    )  # fmt: skip
-    q.finish(conn, run_id, summary)
+    summarize_stored(conn, run_id, k=3)
     return run_id
 
 
