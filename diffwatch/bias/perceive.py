@@ -160,7 +160,7 @@ class Perceiver:
         from ``ClipScorer.score_and_embed``): then CLIP does not run here at all.
         """
         arrays = [
-            im if isinstance(im, np.ndarray) else np.asarray(im.convert("RGB")) for im in images
+            im if isinstance(im, np.ndarray) else np.array(im.convert("RGB")) for im in images
         ]
         if not arrays:
             return []

@@ -70,7 +70,8 @@ def _perceive_and_save(
         if models.save_images
         else []
     )
-    readings = models.perceiver.perceive([np.asarray(o.image.convert("RGB")) for o in batch])
+    # np.array, not asarray: PIL's buffer is read-only, and torch.from_numpy warns on it
+    readings = models.perceiver.perceive([np.array(o.image.convert("RGB")) for o in batch])
     models.spent("perceive", time.perf_counter() - t0)
     out = {}
     for i, (o, r) in enumerate(zip(batch, readings, strict=True)):

@@ -76,6 +76,27 @@ def check_embeddings(res: dict[str, Any]) -> None:
     assert di["correct"]["found_the_new_version"] and di["correct"]["backends_agree"]
 
 
+def check_bias(res: dict[str, Any]) -> None:
+    _correct(res)
+    n = res["suite"]["images"]
+    assert n == res["suite"]["prompts"] * res["suite"]["seeds"] > 0
+    # engine, (probe, engine) x rounds: the baseline runs around every probe run
+    assert res["order"][0] == res["order"][-1] == "engine" and "probe" in res["order"]
+    assert len(res["baseline_engine_alone"]["runs"]) == len(res["probe"]["runs"]) + 1
+    _positive(res["baseline_engine_alone"], "images_per_s")
+    _positive(res["probe"], "images_per_s", "generation_images_per_s")
+    _positive(res, "probe_ratio_vs_engine", "generation_inside_probe_ratio_vs_engine")
+    assert res["goal_probe_ratio_vs_engine"] == 0.9 and isinstance(res["goal_met"], bool)
+    for run in res["probe"]["runs"]:
+        assert run["images"] == run["summary_images"] == run["pngs"] == n
+        assert run["stored"] == {"done": n, "perceived": n, "image_uris": n}
+        assert {"generate", "store", "perceive_background"} <= set(run["stages_s"])
+        _positive(run["stages_s"], "generate", "perceive_background")
+    alone = res["perception_alone"]
+    for stage in ("perceive", "clip_embed_images", "nudenet_detect_batch", "png_save_pool"):
+        _positive(alone[stage], "images_per_s")
+
+
 def check_gate(res: dict[str, Any]) -> None:
     _correct(res)
     _positive(res["baseline_engine_alone"], "images_per_s", "seconds")
@@ -245,6 +266,7 @@ def check_demo_clip(res: dict[str, Any]) -> None:
 
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "alerts": check_alerts,
+    "bias": check_bias,
     "demo_clip": check_demo_clip,
     "dashboard": check_dashboard,
     "embeddings": check_embeddings,
