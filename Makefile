@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-latest test-lowest lock lint bench-ingest clean chromium app
+.PHONY: demo test test-latest test-lowest lock lint bench-ingest clean chromium monitoring app
 
 LOCK   := requirements/lock.txt
 LOWEST_LOCK := requirements/lowest.txt
@@ -38,7 +38,7 @@ lock:
 # The suite on the newest releases of everything, in a venv of its own: upstream breakage
 # is found on purpose here, not by accident on a fresh machine.
 LATEST := .venv-latest
-test-latest: chromium
+test-latest: chromium monitoring
 	rm -rf $(LATEST) && python3 -m venv $(LATEST)
 	PIP_FIND_LINKS= $(LATEST)/bin/python -m pip install -q --upgrade pip
 	PIP_FIND_LINKS= $(LATEST)/bin/python -m pip install -q --upgrade -e '.[all,dev]'
@@ -55,7 +55,7 @@ $(LOWEST_STAMP): pyproject.toml $(LOWEST_LOCK)
 	PIP_FIND_LINKS= $(LOWEST)/bin/python -m pip install -q --no-deps -e .
 	touch $(LOWEST_STAMP)
 
-test-lowest: $(LOWEST_STAMP) chromium
+test-lowest: $(LOWEST_STAMP) chromium monitoring
 	HF_HUB_OFFLINE=1 $(LOWEST)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
 
 # The demo ends with the dashboard open on its data (Ctrl-C stops it; DEMO_APP=0 skips it),
@@ -64,7 +64,7 @@ DEMO_APP ?= 1
 demo: $(STAMP)
 	$(VENV)/bin/diffwatch demo $(if $(filter 1,$(DEMO_APP)),--serve)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium monitoring
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 # The browser tests drive Debian's chromium with Playwright (no browser download).
@@ -74,6 +74,17 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null || \
 	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
 	  else sudo apt-get install -y -q chromium; fi; }
+
+# The integration tests scrape and alert through the real servers: Debian's prometheus and
+# prometheus-alertmanager (binaries only; the tests start them on loopback ports).
+monitoring:
+	@{ command -v prometheus && command -v prometheus-alertmanager; } >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus and prometheus-alertmanager for the tests"; \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-alertmanager \
+	      >/dev/null || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -q prometheus prometheus-alertmanager >/dev/null; }; \
+	  else sudo apt-get install -y -q prometheus prometheus-alertmanager; fi; }
 
 app: $(STAMP)
 	$(VENV)/bin/diffwatch app
