@@ -60,6 +60,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "rollups": LazyCommand(
         "diffwatch.cli.rollups", "Maintain the dashboard's rollups (minute and hour buckets)."
     ),
+    "export": LazyCommand(
+        "diffwatch.cli.export",
+        "Export metrics to other monitoring systems: a Prometheus endpoint (docs/prometheus.md).",
+    ),
     "users": LazyCommand(
         "diffwatch.cli.users",
         "Local accounts (roles admin, ops, rater) and the audit log. Passwords are read "

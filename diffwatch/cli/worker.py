@@ -117,6 +117,15 @@ def worker(
             "keeps one database core busy; about 150 rows/s each for 512-wide rows).",
         ),
     ] = 2,
+    prometheus_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Also serve Prometheus metrics on this port, on every interface, as "
+            "`diffwatch export prometheus` does (docs/prometheus.md).",
+        ),
+    ] = None,
     database_url: DbUrl = None,
 ) -> None:
     """Run the periodic jobs: rollups, indexing of new image embeddings, alert evaluation,
@@ -133,6 +142,10 @@ def worker(
         for job in todo:
             job()
         return
+    if prometheus_port is not None:
+        from diffwatch.exporters.prometheus import DiffwatchCollector, serve
+
+        serve(DiffwatchCollector(rt.conninfo), "0.0.0.0", prometheus_port)
     run_jobs(todo)
 
 
