@@ -86,6 +86,121 @@ def _with_progress(collector: Any, show: bool) -> Any:
 app.command("gpu")(collect_gpu)
 
 
+@app.command("http")
+def collect_http(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 or :: for every interface).")
+    ] = "127.0.0.1",
+    token_file: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DIFFWATCH_INGEST_TOKEN_FILE",
+            help="File holding the bearer token clients must send (surrounding whitespace "
+            "ignored).",
+            show_default=False,
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth",
+            help="Accept requests without a token; refused unless --host is a loopback address.",
+        ),
+    ] = False,
+    max_body_mib: Annotated[
+        float, typer.Option(min=0.001, help="Largest request body as sent, MiB (413 above).")
+    ] = 10.0,
+    max_decoded_mib: Annotated[
+        float, typer.Option(min=0.001, help="Largest body after gzip, MiB (413 above).")
+    ] = 64.0,
+    max_records: Annotated[
+        int, typer.Option(min=1, help="Most records in one request (413 above).")
+    ] = 10_000,
+    pool_size: Annotated[
+        int, typer.Option(min=1, help="Database connections, hence batches written at once.")
+    ] = 4,
+    queue_wait: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds a batch waits for a connection before a 429."),
+    ] = 2.0,
+    statement_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a batch may take in the database (429 after).")
+    ] = 10.0,
+    retry_after: Annotated[
+        int, typer.Option(min=1, help="Retry-After seconds sent with a 429.")
+    ] = 2,
+    trusted_proxies: Annotated[
+        str,
+        typer.Option(
+            envvar="DIFFWATCH_TRUSTED_PROXIES",
+            help="Proxies whose X-Forwarded-For names the client (addresses or networks, "
+            "comma-separated).",
+        ),
+    ] = "",
+    max_connections: Annotated[
+        int,
+        typer.Option(min=1, help="Requests in flight at once (503 beyond); bounds memory."),
+    ] = 64,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request (uvicorn's access log).")
+    ] = False,
+    name: Annotated[
+        str | None, typer.Option(help="Collector name in collector_status (default http@HOST).")
+    ] = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Serve POST /v1/generations: batches of log records over HTTP, stored exactly once."""
+    from pathlib import Path
+
+    from diffwatch.collectors.http.app import IngestOptions, MiB, describe
+    from diffwatch.collectors.http.serve import is_loopback, serve
+    from diffwatch.model.client_address import parse_trusted
+
+    token: str | None = None
+    if token_file:
+        try:
+            token = Path(token_file).read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise fail(f"cannot read the token file {token_file}: {exc}", 2) from None
+        if not token:
+            raise fail(f"the token file {token_file} is empty; write a long random token", 2)
+    elif not no_auth:
+        raise fail(
+            "no bearer token: pass --token-file FILE (or DIFFWATCH_INGEST_TOKEN_FILE); "
+            "--no-auth is allowed only on a loopback --host",
+            2,
+        )
+    elif not is_loopback(host):
+        raise fail(
+            f"--no-auth on {host} would let anyone who reaches this port write records; "
+            "use --token-file, or listen on 127.0.0.1 behind an authenticating proxy",
+            2,
+        )
+    try:
+        proxies = parse_trusted(trusted_proxies)
+    except ValueError as exc:
+        raise fail(f"--trusted-proxies: {exc}", 2) from None
+    rt = runtime(database_url, wait=True)
+    options = IngestOptions(
+        conninfo=rt.conninfo,
+        token=token,
+        max_body_bytes=int(max_body_mib * MiB),
+        max_decoded_bytes=int(max_decoded_mib * MiB),
+        max_records=max_records,
+        pool_size=pool_size,
+        queue_wait_s=queue_wait,
+        statement_timeout_ms=int(statement_timeout * 1000),
+        retry_after_s=retry_after,
+        trusted_proxies=proxies,
+        name=name,
+    )
+    typer.echo(
+        f"serving POST /v1/generations on http://{host}:{port} {describe(options)}", err=True
+    )
+    serve(options, host, port, access_log=access_log, max_connections=max_connections)
+
+
 def register(root: typer.Typer, name: str) -> None:
     """Add this group to ``root`` as ``name`` (called by ``diffwatch.cli`` when it is run)."""
     root.add_typer(app, name=name)

@@ -174,7 +174,7 @@ def refusal(exc: BaseException) -> str:
     return printable(f"the database refused this record: {detail}"[:1000])
 
 
-def _insert_rows(cur: psycopg.Cursor, batch: Batch, direct: bool) -> tuple[int, bool, int]:
+def insert_rows(cur: psycopg.Cursor, batch: Batch, direct: bool) -> tuple[int, bool, int]:
     """Insert the batch's rows skipping known request_ids.
 
     Returns (rows inserted, hit a duplicate, rows refused). ``direct``: COPY straight into
@@ -232,6 +232,23 @@ def _insert_staged(
     return _insert_staged(cur, rows, lo, mid, refused) + _insert_staged(cur, rows, mid, hi, refused)
 
 
+def insert_rejections(cur: psycopg.Cursor, rejections: Sequence[RejectionRow]) -> None:
+    """Store refused records once each (a retried batch's are already there)."""
+    if not rejections:
+        return
+    cur.executemany(
+        "INSERT INTO rejected_records (source, source_key, source_offset, line_no,"
+        " raw, raw_bytes, raw_truncated, reason)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (source_key, source_offset) DO NOTHING",
+        [
+            (r.source, r.source_key, r.source_offset, r.line_no, r.raw, r.raw_bytes,
+             r.raw_truncated, r.reason)
+            for r in rejections
+        ],
+    )  # fmt: skip
+
+
 def write_batch(
     conn: psycopg.Connection,
     batch: Batch,
@@ -246,30 +263,10 @@ def write_batch(
     """
     try:
         with conn.transaction(), conn.cursor() as cur:
-            inserted, conflicted, refused = _insert_rows(cur, batch, direct)
+            inserted, conflicted, refused = insert_rows(cur, batch, direct)
             if check is not None:
                 check()
-            rejections = batch.rejections
-            if rejections:
-                cur.executemany(
-                    "INSERT INTO rejected_records (source, source_key, source_offset, line_no,"
-                    " raw, raw_bytes, raw_truncated, reason)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (source_key, source_offset) DO NOTHING",
-                    [
-                        (
-                            r.source,
-                            r.source_key,
-                            r.source_offset,
-                            r.line_no,
-                            r.raw,
-                            r.raw_bytes,
-                            r.raw_truncated,
-                            r.reason,
-                        )
-                        for r in rejections
-                    ],
-                )
+            insert_rejections(cur, batch.rejections)
             o = batch.offset
             cur.execute(
                 'INSERT INTO log_offsets (fingerprint, path, device, inode, "offset", line_no)'
@@ -282,7 +279,7 @@ def write_batch(
                 (o.fingerprint, o.path, o.device, o.inode, o.offset, o.line_no),
             )
             result = BatchResult(
-                inserted, len(batch.rows) - inserted - refused, len(rejections), conflicted
+                inserted, len(batch.rows) - inserted - refused, len(batch.rejections), conflicted
             )
             bump_status(
                 cur,
