@@ -1,4 +1,9 @@
-"""Deliver due alert emails from the outbox: claim, send, mark; retry with backoff.
+"""Deliver due alerts from the outbox: claim, send, mark; retry with backoff.
+
+Each delivery row is one target: an email address (SMTP) or a channel target
+(``webhook:URL``, ``slack:URL``, ``alertmanager:URL``: one HTTP POST, see
+``diffwatch.alerts.webhook`` and ``diffwatch.alerts.alertmanager``); the same claim, lease,
+backoff and marks apply to both, and a channel's failure never touches the emails' batch.
 
 Per delivery: claim (committed: the attempt is on record before the send) -> build the
 message -> SMTP send -> mark 'sent' (committed at once). A transient failure goes back to
@@ -35,11 +40,13 @@ from diffwatch.alerts.smtp import (
 )
 from diffwatch.db.queries import alert_outbox
 from diffwatch.db.queries.alert_outbox import Claimed
+from diffwatch.model.alert_rules import redact_target, target_kind
 
 log = logging.getLogger(__name__)
 
 MARK_TRIES = 5  # attempts to record a successful send while Postgres is unreachable
 MARK_WAIT_MAX_S = 8.0  # longest wait between those attempts (seconds)
+HTTP_TIMEOUT_S = 10.0  # connect and reply timeout of a webhook or Alertmanager POST (seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +158,15 @@ def deliver_due(
     backoff: Backoff = Backoff(),
     sender_factory: SenderFactory = SmtpSender,
     after_send: Callable[[int], None] | None = None,
+    http_timeout_s: float = HTTP_TIMEOUT_S,
 ) -> DeliveryReport:
     """Send every delivery due at ``now`` (at most ``limit``), leasing each for ``lease_s`` s.
 
     ``conninfo_or_conn``: a libpq conninfo (a connection is opened and closed here, and
     reopened if Postgres drops it) or an open connection, which is committed per step.
     ``after_send(delivery_id)`` runs after the server accepted and before the mark: a test
-    hook to simulate a crash there.
+    hook to simulate a crash there. ``http_timeout_s``: connect and reply timeout of each
+    webhook or Alertmanager POST, seconds.
     """
     now = _aware(now)
     db = _Db(conninfo_or_conn)
@@ -166,7 +175,9 @@ def deliver_due(
         db.conn.commit()
         if not claimed:
             return DeliveryReport()
-        return _send_all(db, settings, now, claimed, backoff, sender_factory, after_send)
+        return _send_all(
+            db, settings, now, claimed, backoff, sender_factory, after_send, http_timeout_s
+        )
     finally:
         db.close()
 
@@ -179,12 +190,21 @@ def _send_all(
     backoff: Backoff,
     sender_factory: SenderFactory,
     after_send: Callable[[int], None] | None,
+    http_timeout_s: float = HTTP_TIMEOUT_S,
 ) -> DeliveryReport:
     sent = retry = failed = 0
     errors: list[str] = []
     broken: tuple[DeliveryError, datetime] | None = None
-    with sender_factory(settings) as sender:
+    with sender_factory(settings) as sender:  # connects at its first email only
         for c in claimed:
+            if target_kind(c.recipient) != "email":
+                outcome, line = _send_channel(db, c, now, backoff, after_send, http_timeout_s)
+                sent += outcome == "sent"
+                retry += outcome == "retry"
+                failed += outcome == "failed"
+                if line:
+                    errors.append(line)
+                continue
             if broken is not None:
                 err, at = broken
                 _commit_mark(
@@ -241,6 +261,55 @@ def _send_all(
     )
 
 
+def _channel_request(c: Claimed) -> tuple[str, Any]:
+    """The URL and JSON body of a channel delivery; ValueError if it cannot be built."""
+    from diffwatch.alerts import alertmanager, webhook
+    from diffwatch.model.alert_rules import target_url
+
+    if not c.facts:
+        raise ValueError("the notification was queued without channel facts (before 0019)")
+    kind = target_kind(c.recipient)
+    if kind == "alertmanager":
+        return alertmanager.alerts_url(c.recipient), alertmanager.payload(c.facts)
+    if kind == "slack":
+        return target_url(c.recipient), webhook.slack_payload(c.facts)
+    return target_url(c.recipient), webhook.webhook_payload(c.idempotency_key, c.facts)
+
+
+def _send_channel(
+    db: _Db,
+    c: Claimed,
+    now: datetime,
+    backoff: Backoff,
+    after_send: Callable[[int], None] | None,
+    timeout_s: float,
+) -> tuple[str, str | None]:
+    """POST one channel delivery and mark it; ('sent'|'retry'|'failed', error line or None)."""
+    from diffwatch.alerts.webhook import post_json
+
+    shown = redact_target(c.recipient)
+    try:
+        url, body = _channel_request(c)
+        post_json(url, body, target=c.recipient, key=c.idempotency_key, timeout_s=timeout_s)
+    except PermanentError as exc:
+        line = str(exc)
+        _commit_mark(db, lambda conn: alert_outbox.mark_failed(conn, c.delivery_id, line))
+        log.error("alert %s to %s failed: %s", c.idempotency_key, shown, exc)
+        return "failed", line
+    except TransientError as exc:
+        outcome, next_at = _transient(db, c, exc, now, backoff)
+        return ("failed" if next_at is None else "retry"), f"{shown}: {outcome}"
+    except (ValueError, TypeError, LookupError) as exc:
+        line = f"{shown}: cannot build the request: {exc}"
+        _commit_mark(db, lambda conn: alert_outbox.mark_failed(conn, c.delivery_id, line))
+        log.error("alert %s: %s", c.idempotency_key, line)
+        return "failed", line
+    if after_send is not None:
+        after_send(c.delivery_id)
+    _commit_mark(db, lambda conn: alert_outbox.mark_sent(conn, c.delivery_id, now))
+    return "sent", None
+
+
 def _transient(
     db: _Db, c: Claimed, exc: TransientError, now: datetime, backoff: Backoff
 ) -> tuple[str, datetime | None]:
@@ -249,12 +318,12 @@ def _transient(
     if reason is not None:
         line = f"{reason}; last error: {exc}"
         _commit_mark(db, lambda conn: alert_outbox.mark_failed(conn, c.delivery_id, line))
-        log.error("alert email %s to %s: %s", c.message_id, c.recipient, line)
+        log.error("alert %s to %s: %s", c.message_id, redact_target(c.recipient), line)
         return line, None
     next_at = now + timedelta(seconds=backoff.next_delay(c.attempts))
     line = f"attempt {c.attempts} failed, next at {next_at:%Y-%m-%d %H:%M:%S %Z}: {exc}"
     _commit_mark(db, lambda conn: alert_outbox.mark_retry(conn, c.delivery_id, next_at, str(exc)))
-    log.warning("alert email %s to %s: %s", c.message_id, c.recipient, line)
+    log.warning("alert %s to %s: %s", c.message_id, redact_target(c.recipient), line)
     return line, next_at
 
 

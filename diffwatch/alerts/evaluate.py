@@ -84,6 +84,7 @@ def evaluate_rule(
 ) -> tuple[State, Change | None] | None:
     """Evaluate one rule at ``now`` and commit; None when it was last evaluated later."""
     from diffwatch.alerts.email import compose
+    from diffwatch.alerts.webhook import facts
     from diffwatch.db.queries.alert_outbox import enqueue
 
     assert rule.id is not None
@@ -132,6 +133,7 @@ def evaluate_rule(
             chart_png=mail.png,
             link=notice.link,
             recipients=list(rule.recipients),
+            facts=facts(notice, mail.subject),
         )
     return nxt, change
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from diffwatch.app.data import _run
 from diffwatch.model.alert_metrics import METRICS
-from diffwatch.model.alert_rules import Rule, format_duration
+from diffwatch.model.alert_rules import Rule, format_duration, redact_target
 
 # state -> (marker, words): a marker that reads without colour (and without an emoji font)
 STATE_MARKS: dict[str, str] = {
@@ -122,7 +122,7 @@ def rules_table(rs: list[Rule]) -> pd.DataFrame:
                 "no data alerts": r.alert_on_no_data,
                 "enabled": r.enabled,
                 "source": r.source,
-                "recipients": ", ".join(r.recipients),
+                "recipients": ", ".join(redact_target(t) for t in r.recipients),
                 "description": r.description,
             }
             for r in rs
@@ -179,6 +179,8 @@ def deliveries(limit: int = 200, status: str | None = None) -> pd.DataFrame:
     for col in ("queued", "next attempt", "sent"):
         df[col] = [_when(t) if t is not None and not pd.isna(t) else "" for t in df[col]]
     df["last error"] = df["last error"].fillna("")
+    # webhook URLs are secrets (a Slack hook's path is its password): scheme and host only
+    df["recipient"] = [redact_target(str(t)) for t in df["recipient"]]
     # a sent or failed delivery has no next attempt, whatever the column still holds
     df.loc[df["status"].isin(["sent", "failed"]), "next attempt"] = ""
     return df

@@ -211,12 +211,14 @@ def outbox_cmd(
     as_json: AsJson = False,
     database_url: DbUrl = None,
 ) -> None:
-    """The newest email deliveries with their status, attempts and last error."""
+    """The newest deliveries (email, webhooks, Alertmanager) with their status, attempts and
+    last error; channel URLs show only scheme, host and port (they may hold secrets)."""
     import dataclasses
 
     import psycopg
 
     from diffwatch.db.queries import alert_outbox
+    from diffwatch.model.alert_rules import redact_target
 
     if status not in (None, "pending", "sending", "sent", "failed"):
         raise fail(f"--status {status!r}: choose pending, sending, sent or failed", 2)
@@ -224,6 +226,8 @@ def outbox_cmd(
     with psycopg.connect(rt.conninfo) as conn:
         rows = alert_outbox.recent(conn, limit=limit, status=status)
     dicts = [r if isinstance(r, dict) else dataclasses.asdict(r) for r in rows]
+    for d in dicts:
+        d["recipient"] = redact_target(d["recipient"])
     if as_json:
         typer.echo(json.dumps(dicts, default=str))
         return

@@ -1,8 +1,8 @@
 """``diffwatch worker``: the periodic jobs on one schedule (APScheduler).
 
 Jobs: roll up new rows (``rollups refresh``), move newly stored image embeddings into the
-search index, evaluate alert rules, deliver due alert emails, and optionally fill the review
-queue. Each job opens its own connection per run, so a
+search index, evaluate alert rules, deliver due alerts (email, webhooks, Alertmanager), and
+optionally fill the review queue. Each job opens its own connection per run, so a
 PostgreSQL restart costs one missed run: the job logs one line when the database goes
 away and one when it is back, and the next run catches up (nothing is lost: rollups,
 alert states and the outbox all live in the database). The jobs' steps belong to their
@@ -89,7 +89,10 @@ def worker(
     ] = 60.0,
     deliver_every: Annotated[
         float,
-        typer.Option(min=0, help="Seconds between alert email delivery passes (0: off)."),
+        typer.Option(
+            min=0,
+            help="Seconds between alert delivery passes: email, webhooks, Alertmanager (0: off).",
+        ),
     ] = 15.0,
     review_every: Annotated[
         float,
@@ -129,7 +132,8 @@ def worker(
     database_url: DbUrl = None,
 ) -> None:
     """Run the periodic jobs: rollups, indexing of new image embeddings, alert evaluation,
-    alert email delivery and (optionally) the review queue, until Ctrl-C or SIGTERM."""
+    alert delivery (email, webhooks, Alertmanager) and (optionally) the review queue, until
+    Ctrl-C or SIGTERM."""
     from diffwatch.periodic import run_jobs
 
     a = WorkerArgs(

@@ -1,4 +1,5 @@
-"""Typed models of the alert tables (migrations 0012, 0013); imported by ``diffwatch.db.models``.
+"""Typed models of the alert tables (migrations 0012, 0013, 0019), imported by
+``diffwatch.db.models``.
 
 Rules say what to watch; ``alert_states`` holds where each rule stands; ``alert_events`` is
 the history of its state changes; ``alert_notifications`` is the outbox (one composed email
@@ -10,6 +11,7 @@ others. See docs/alerts.md.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -25,7 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from diffwatch.db.models import Base
@@ -161,6 +163,9 @@ class AlertNotification(Base):
     body_html: Mapped[str] = mapped_column(Text)
     chart_png: Mapped[bytes | None] = mapped_column(LargeBinary)
     link: Mapped[str | None] = mapped_column(Text)
+    # What webhooks and Alertmanager are sent (rule, labels, value, times), composed with
+    # the email in the evaluator's transaction (0019; NULL on rows queued before it).
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         UniqueConstraint("idempotency_key"),
@@ -171,7 +176,7 @@ class AlertNotification(Base):
 
 
 class AlertDelivery(Base):
-    """One recipient of one notification, and how its delivery stands."""
+    """One recipient (email address or channel target) of one notification, and its state."""
 
     __tablename__ = "alert_deliveries"
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -36,6 +37,92 @@ def parse_duration(value: object) -> int:
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
     return round(seconds)
+
+
+CHANNEL_KINDS = ("webhook", "slack", "alertmanager")
+MAX_TARGET_CHARS = 2000  # one recipient or channel target, characters
+MAX_TARGETS = 50  # recipients and channel targets of one rule
+
+
+def target_kind(target: str) -> str:
+    """'email', or the channel of a 'webhook:URL', 'slack:URL' or 'alertmanager:URL' target."""
+    head, sep, _ = target.partition(":")
+    return head if sep and head in CHANNEL_KINDS else "email"
+
+
+def target_url(target: str) -> str:
+    """The URL of a channel target (what follows 'kind:')."""
+    return target.partition(":")[2]
+
+
+def redact_target(target: str) -> str:
+    """A channel target safe for logs and pages: scheme, host and port only.
+
+    Webhook URLs are secrets (a Slack hook's path is its password), so the path and query
+    become '/…'. Email addresses are returned as they are.
+    """
+    kind = target_kind(target)
+    if kind == "email":
+        return target
+    try:
+        parts = urlsplit(target_url(target))
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return f"{kind}:<invalid URL>"
+    rest = "/…" if parts.path not in ("", "/") or parts.query or parts.fragment else ""
+    return f"{kind}:{parts.scheme}://{host}{port}{rest}"
+
+
+def check_target(target: str) -> str:
+    """``target`` stripped if it is an email address or a valid channel target; else ValueError.
+
+    Channel URLs are untrusted input: http or https only, a host, no user or password in
+    them (say so in the error without echoing the URL), no spaces or control characters,
+    at most MAX_TARGET_CHARS; an Alertmanager URL is a base URL (no query or fragment).
+    """
+    target = target.strip()
+    if len(target) > MAX_TARGET_CHARS:
+        raise ValueError(
+            f"a recipient is {len(target)} characters long; the limit is {MAX_TARGET_CHARS}"
+        )
+    kind = target_kind(target)
+    if kind == "email":
+        _, email = parseaddr(target)
+        if not email or "@" not in email or email != target or ":" in target:
+            raise ValueError(
+                f"{target!r} is not an email address such as ops@example.com, nor a channel "
+                "target such as webhook:https://hooks.example.com/x, slack:https://hooks."
+                "slack.com/services/... or alertmanager:http://alertmanager:9093"
+            )
+        return target
+    url = target_url(target)
+    shown = redact_target(target)
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ValueError(f"{shown}: the URL contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"{shown}: not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(
+            f"{kind} target: the URL must start with http:// or https:// (got scheme "
+            f"{parts.scheme!r})"
+        )
+    if not parts.hostname:
+        raise ValueError(f"{kind} target: the URL has no host, e.g. {kind}:https://host/path")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError(
+            f"{shown}: the URL holds a user name or password; diffwatch does not store "
+            "credentials in rules: use a secret URL path or a proxy that adds them"
+        )
+    if kind == "alertmanager" and (parts.query or parts.fragment):
+        raise ValueError(
+            f"{shown}: an Alertmanager target is its base URL, e.g. "
+            "alertmanager:http://alertmanager:9093, without a query or fragment"
+        )
+    return target
 
 
 def format_duration(seconds: int) -> str:
@@ -95,11 +182,9 @@ class Rule(BaseModel):
     @field_validator("recipients")
     @classmethod
     def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for addr in v:
-            _, email = parseaddr(addr)
-            if not email or "@" not in email or email != addr.strip():
-                raise ValueError(f"{addr!r} is not an email address such as ops@example.com")
-        return v
+        if len(v) > MAX_TARGETS:
+            raise ValueError(f"{len(v)} recipients; a rule may have at most {MAX_TARGETS}")
+        return tuple(check_target(t) for t in v)
 
     @model_validator(mode="after")
     def _scope(self) -> Rule:

@@ -26,9 +26,16 @@ from tests.corpus.log_lines import good_record
 from tests.helpers import REPO, cli_env, diffwatch_cmd
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-pytestmark = pytest.mark.skipif(
-    not Path(PROMETHEUS).exists(), reason="Debian's prometheus is not installed (make test does)"
-)
+
+
+@pytest.fixture(autouse=True)
+def _prometheus_installed() -> None:
+    # A real server or nothing: a missing binary fails the test instead of skipping it.
+    assert Path(PROMETHEUS).exists(), (
+        "Debian's prometheus is not installed: run `make monitoring` (make test does)"
+    )
+
+
 # (model, version, deployment, gpu_type, requests, errors, batch_size, base total ms)
 KEYS = [
     ("sdxl", "v1", "stable", "NVIDIA L4", 40, 4, 2, 500.0),

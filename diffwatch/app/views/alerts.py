@@ -152,7 +152,7 @@ def _rule_form(prefix: str, rule: Rule | None, submit: str) -> dict[str, Any] | 
             key=f"{prefix}-severity",
         )
         recipients = c2.text_input(
-            "Recipients (email addresses, comma separated)",
+            "Recipients (email addresses, or webhook:/slack:/alertmanager: URLs; comma separated)",
             ", ".join(rule.recipients) if rule else "",
             key=f"{prefix}-recipients",
         )

@@ -1,4 +1,5 @@
-"""SQL of the alert email outbox: enqueue, claim with a lease, mark the outcome, list.
+"""SQL of the alert outbox (emails, webhooks, Alertmanager): enqueue, claim with a lease,
+mark the outcome, list.
 
 One ``alert_notifications`` row per email (unique idempotency key, which is also in its
 Message-ID) and one ``alert_deliveries`` row per recipient, with status
@@ -10,22 +11,23 @@ None of these functions commits: the caller owns the transaction (see diffwatch/
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from diffwatch.db.models_alerts import DELIVERY_STATUSES
 
 _ENQUEUE = """
 INSERT INTO alert_notifications
     (idempotency_key, message_id, rule_id, rule_name, kind, severity, created_at, value,
-     threshold, subject, body_text, body_html, chart_png, link)
+     threshold, subject, body_text, body_html, chart_png, link, facts)
 VALUES (%(key)s, %(message_id)s, %(rule_id)s, %(rule_name)s, %(kind)s, %(severity)s,
         %(created_at)s, %(value)s, %(threshold)s, %(subject)s, %(body_text)s, %(body_html)s,
-        %(chart_png)s, %(link)s)
+        %(chart_png)s, %(link)s, %(facts)s)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id
 """
@@ -56,8 +58,12 @@ def enqueue(
     chart_png: bytes | None,
     link: str | None,
     recipients: Sequence[str],
+    facts: Mapping[str, Any] | None = None,
 ) -> int | None:
-    """Queue one email for each recipient; the new notification id, or None if ``key`` exists.
+    """Queue one delivery per recipient; the new notification id, or None if ``key`` exists.
+
+    A recipient is an email address or a channel target (``webhook:URL``, ``slack:URL``,
+    ``alertmanager:URL``); ``facts`` (JSON-ready) is what the channels are sent.
 
     Does not commit: the evaluator runs it in the transaction of its state change, so the
     email is queued if and only if the state change is recorded.
@@ -81,6 +87,7 @@ def enqueue(
             "body_html": body_html,
             "chart_png": chart_png,
             "link": link,
+            "facts": Jsonb(dict(facts)) if facts is not None else None,
         },
     ).fetchone()
     if row is None:
@@ -111,6 +118,9 @@ class Claimed:
     body_text: str
     body_html: str
     chart_png: bytes | None
+    idempotency_key: str = ""
+    link: str | None = None
+    facts: dict[str, Any] | None = None  # what channels are sent (None: queued before 0019)
 
     def row(self) -> dict[str, Any]:
         """The notification columns that ``diffwatch.alerts.email.build_message`` reads."""
@@ -143,7 +153,8 @@ FROM alert_notifications n, (
 WHERE d.id = pick.id AND n.id = d.notification_id
 RETURNING d.id, d.notification_id, d.recipient, d.attempts, d.lease_until,
           pick.was = 'sending', n.created_at, n.message_id, n.rule_name, n.kind, n.severity,
-          n.subject, n.body_text, n.body_html, n.chart_png
+          n.subject, n.body_text, n.body_html, n.chart_png, n.idempotency_key, n.link,
+          n.facts
 """
 
 
@@ -176,6 +187,9 @@ def claim_due(conn: psycopg.Connection, now: datetime, lease_s: float, limit: in
             body_text=r[12],
             body_html=r[13],
             chart_png=bytes(r[14]) if r[14] is not None else None,
+            idempotency_key=r[15],
+            link=r[16],
+            facts=r[17],
         )
         for r in rows
     ]
