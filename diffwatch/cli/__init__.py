@@ -48,10 +48,14 @@ COMMANDS: dict[str, LazyCommand] = {
     "worker": LazyCommand(
         "diffwatch.cli.worker",
         "Run the periodic jobs: rollups, indexing of new image embeddings, alert evaluation,\n"
-        "alert email delivery and (optionally) the review queue, until Ctrl-C or SIGTERM.",
+        "alert delivery (email, webhooks, Alertmanager) and (optionally) the review queue, until\n"
+        "Ctrl-C or SIGTERM.",
     ),
     "db": LazyCommand("diffwatch.cli.db", "Create and migrate the database schema."),
-    "collect": LazyCommand("diffwatch.cli.collect", "Ingest generation logs and GPU metrics."),
+    "collect": LazyCommand(
+        "diffwatch.cli.collect",
+        "Ingest generation logs (files, or HTTP for services) and GPU metrics.",
+    ),
     "drift": LazyCommand(
         "diffwatch.cli.drift",
         "Drift checks: prompt-distribution drift, and output drift by re-generating logged "

@@ -1,4 +1,5 @@
-"""``diffwatch collect logs`` (``collect gpu`` is in ``diffwatch.cli.gpu``, added here)."""
+"""``diffwatch collect logs`` and ``collect http`` (``collect gpu`` is in ``diffwatch.cli.gpu``,
+added here)."""
 
 # No ``from __future__ import annotations``: typer reads the annotations of the commands.
 import sys
@@ -10,7 +11,10 @@ from diffwatch.cli.common import emit_summary, fail, runtime, stop_on_signals
 from diffwatch.cli.gpu import collect_gpu
 from diffwatch.cli.options import AsJson, DbUrl
 
-app = typer.Typer(help="Ingest generation logs and GPU metrics.", no_args_is_help=True)
+app = typer.Typer(
+    help="Ingest generation logs (files, or HTTP for services) and GPU metrics.",
+    no_args_is_help=True,
+)
 
 
 @app.command("logs")
