@@ -127,6 +127,23 @@ def check_ingest(res: dict[str, Any]) -> None:
     )
 
 
+def check_http_ingest(res: dict[str, Any]) -> None:
+    _correct(res)
+    c, good, bad = res["correct"], res["good_records"], res["bad_lines"]
+    assert good + bad == res["records"] and bad > 0
+    # Both variants store every good row once and reject every bad line, with reasons
+    # answered over HTTP for each; the server never needed a retry on an idle database.
+    assert c["logs_generations"] == c["http_generations"] == [good]
+    assert c["logs_rejected_records"] == c["http_rejected_records"] == [bad]
+    assert c["http_accepted"] == [good] and c["http_rejected_answered"] == [bad]
+    assert res["http"]["command"].startswith("python -m diffwatch.cli collect http")
+    assert res["logs"]["command"].startswith("python -m diffwatch.cli collect logs")
+    _positive(res["http"], "seconds", "rows_per_s", "batches")
+    _positive(res["logs"], "seconds", "rows_per_s")  # the baseline, same run
+    _positive(res, "ratio_http_vs_logs")
+    assert {"generations", "rejected_records"} <= set(res["truncated_between_variants"])
+
+
 def check_alerts(res: dict[str, Any]) -> None:
     _correct(res)
     ev, dl = res["evaluation"], res["delivery"]
@@ -264,6 +281,20 @@ def check_demo_clip(res: dict[str, Any]) -> None:
     assert res["train_s"] > 0 and res["options"]["steps"] == 5  # the smoke size
 
 
+def check_sdk(res: dict[str, Any]) -> None:
+    _correct(res)  # watched images byte-identical to the bare pipeline's, a record per call
+    assert res["correct"]["identical_images"] is True
+    assert res["order"][0] == res["order"][-1] == "bare"  # ABBA around the wrapped calls
+    _positive(res["bare"], "median_ms")  # the baseline
+    for variant in ("watch", "watch_images"):
+        _positive(res[variant], "median_ms")
+        assert res[variant]["own_ms_median"] >= 0
+        assert len(res[variant]["runs_ms"]) == res["calls_per_variant"]
+    assert {"watch_vs_bare", "watch_own_share_of_bare"} <= set(res["overhead"])
+    assert res["goal_overhead_max"] == 0.01
+    assert all(isinstance(v, bool) for v in res["pass"].values())
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "alerts": check_alerts,
     "bias": check_bias,
@@ -271,6 +302,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "dashboard": check_dashboard,
     "embeddings": check_embeddings,
     "gate": check_gate,
+    "http_ingest": check_http_ingest,
     "ingest": check_ingest,
     "prompt_drift": check_prompt_drift,
     "regenerate": check_regenerate,
@@ -278,6 +310,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "scoring_gpu_probe": check_scoring_gpu_probe,
     "scoring_loader_probe": check_scoring_loader_probe,
     "scoring_probe": check_scoring_probe,
+    "sdk": check_sdk,
     "startup": check_startup,
 }
 
