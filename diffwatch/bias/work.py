@@ -26,7 +26,8 @@ import numpy as np
 import psycopg
 
 from diffwatch.db.queries import bias as q
-from diffwatch.drift.regen import item_requests, worker_name
+from diffwatch.drift.leases import claim_loop, worker_name
+from diffwatch.drift.regen import item_requests
 
 if TYPE_CHECKING:
     from diffwatch.drift.diffusion_load import LoadedPipeline
@@ -160,22 +161,12 @@ def work(
     """Claim and work chunks until none is left (``follow``: until ``stop`` is set);
     the number of chunks this worker completed."""
     owner = owner or worker_name()
-    stop = stop or threading.Event()
-    done = 0
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        while not stop.is_set():
-            c = q.claim(conn, owner, lease_s, run_id, source=models.pipeline.source)
-            if c is None:
-                if not follow:
-                    break
-                stop.wait(poll_s)
-                continue
-            started = time.monotonic()
-            if work_chunk(conn, c, models, lease_s):
-                done += 1
-            log.info(
-                "bias run %s chunk %s in %.1f s", c.run_id, c.chunk, time.monotonic() - started
-            )
-            if progress and run_id is not None:
-                progress(*q.progress(conn, run_id))
-    return done
+    return claim_loop(
+        conninfo,
+        lambda conn: q.claim(conn, owner, lease_s, run_id, source=models.pipeline.source),
+        lambda conn, c: work_chunk(conn, c, models, lease_s),
+        label=lambda c: f"bias run {c.run_id} chunk {c.chunk}",
+        follow=follow, poll_s=poll_s, stop=stop,
+        after=(lambda conn: progress(*q.progress(conn, run_id)))
+        if progress and run_id is not None else None,
+    )  # fmt: skip

@@ -15,9 +15,7 @@ import hashlib
 import logging
 import os
 import re
-import socket
 import threading
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -156,11 +154,6 @@ def item_requests(
         )
         for it in items
     ]
-
-
-def worker_name() -> str:
-    """host:pid:random, unique to this process: the lease owner of a chunk worker."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def generate(

@@ -24,7 +24,8 @@ import numpy as np
 import psycopg
 
 from diffwatch.db.queries import gate as q
-from diffwatch.drift.regen import item_requests, worker_name
+from diffwatch.drift.leases import claim_loop, worker_name
+from diffwatch.drift.regen import item_requests
 
 if TYPE_CHECKING:
     from diffwatch.drift.compare import ImageTextEmbedder
@@ -202,23 +203,12 @@ def work(
     the number of chunks this worker completed. Sides without a pipeline in ``models``
     read their images from the manifest URIs stored with the items."""
     owner = owner or worker_name()
-    stop = stop or threading.Event()
-    done = 0
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        while not stop.is_set():
-            c = q.claim(conn, owner, lease_s, run_id)
-            if c is None:
-                if not follow:
-                    break
-                stop.wait(poll_s)
-                continue
-            started = time.monotonic()
-            if work_chunk(conn, c, models, lease_s):
-                done += 1
-            log.info(
-                "gate run %s chunk %s (%s) in %.1f s", c.run_id, c.chunk, c.side,
-                time.monotonic() - started,
-            )  # fmt: skip
-            if progress and run_id is not None:
-                progress(*q.progress(conn, run_id))
-    return done
+    return claim_loop(
+        conninfo,
+        lambda conn: q.claim(conn, owner, lease_s, run_id),
+        lambda conn, c: work_chunk(conn, c, models, lease_s),
+        label=lambda c: f"gate run {c.run_id} chunk {c.chunk} ({c.side})",
+        follow=follow, poll_s=poll_s, stop=stop,
+        after=(lambda conn: progress(*q.progress(conn, run_id)))
+        if progress and run_id is not None else None,
+    )  # fmt: skip
