@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from diffwatch.sdk.background import Background
 from diffwatch.sdk.images import ImageStore
 from diffwatch.sdk.record import InvalidRecord, build_record, encode_line
 from diffwatch.sdk.sinks import DirectorySink, HttpSink, HttpStats, Sink
@@ -58,6 +60,13 @@ class GenerationLogger:
         self._lock = threading.Lock()
         self.logged = 0
         self.invalid = 0  # records refused by validation (raised to the caller, or logged)
+        # background queues of watched pipelines (images waiting to be stored): drained
+        # before the sink is flushed or closed, so their records are not lost
+        self._queues: weakref.WeakSet[Background] = weakref.WeakSet()
+
+    def attach(self, queue: Background) -> None:
+        """Have ``flush`` and ``close`` wait for ``queue`` (``watch`` attaches its own)."""
+        self._queues.add(queue)
 
     def log(self, record: Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
         """Validate and write one record; return it as written. ``InvalidRecord`` if the
@@ -75,11 +84,16 @@ class GenerationLogger:
         return rec
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Flush the sink; False if ``timeout`` (s) ran out first."""
-        return self.sink.flush(timeout)
+        """Wait for watched pipelines' queued images and records, then flush the sink;
+        False if ``timeout`` (s) ran out first."""
+        drained = all([q.flush(timeout) for q in list(self._queues)])
+        return self.sink.flush(timeout) and drained
 
     def close(self, timeout: float | None = 10.0) -> None:
-        """Close the sink, waiting at most ``timeout`` s for delivery."""
+        """Finish watched pipelines' queued work, then close the sink, waiting at most
+        ``timeout`` s for each."""
+        for q in list(self._queues):
+            q.close(timeout)
         self.sink.close(timeout)
 
     def __enter__(self) -> GenerationLogger:

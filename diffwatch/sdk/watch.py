@@ -4,7 +4,10 @@ The wrapper passes the caller's arguments through unchanged and returns the pipe
 output object, so images are identical with and without it. The one thing it adds: when no
 ``generator`` is given it draws a seed per image and passes CPU generators seeded with them
 (as ``diffwatch drift regenerate`` does), so every logged seed reproduces its image.
-torch is imported on the first call, never at import.
+When the logger has an image store, encoding and storing the images (and then logging their
+records) happens on a bounded background thread, so the caller waits for neither; without
+one, records are written before the call returns. torch is imported on the first call,
+never at import.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import inspect
 import logging
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from diffwatch.sdk.background import Background
 from diffwatch.sdk.record import InvalidRecord, new_request_id, now_iso
 
 if TYPE_CHECKING:
@@ -72,7 +77,13 @@ def _seed_of(generator: Any) -> int | None:
 
 
 class Watched:
-    """A diffusers pipeline that logs each call; other attributes pass through to it."""
+    """A diffusers pipeline that logs each call; other attributes pass through to it.
+
+    ``background`` (default on) stores images on a worker thread: at most ``max_pending``
+    calls' images wait; a call that finds the queue full waits up to ``max_wait_s`` and then
+    stores its own images. ``flush()`` and ``close()`` (or the logger's own) wait for what is
+    queued.
+    """
 
     def __init__(
         self,
@@ -83,6 +94,9 @@ class Watched:
         model_version: str,
         deployment: str | None = None,
         fields: Mapping[str, Any] | None = None,
+        background: bool = True,
+        max_pending: int = 16,
+        max_wait_s: float = 5.0,
     ) -> None:
         self.pipeline = pipeline
         self.logger = logger
@@ -97,10 +111,25 @@ class Watched:
         self._names = list(params)
         self._defaults = {k: p.default for k, p in params.items()}
         self._gpu: dict[int, str] = {}
+        self._background = (
+            Background(max_pending=max_pending, max_wait_s=max_wait_s) if background else None
+        )
+        if self._background is not None:
+            logger.attach(self._background)  # logger.flush()/close() wait for it
+        self._failures_lock = threading.Lock()
         self.log_failures = 0  # records that could not be logged (the call still returned)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.pipeline, name)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until queued images are stored and their records written, then flush the
+        logger (the same as ``logger.flush``); False if ``timeout`` (s) ran out first."""
+        return self.logger.flush(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Finish queued work, then close the logger (the same as ``logger.close``)."""
+        self.logger.close(timeout)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the pipeline with these arguments and log one record per image."""
@@ -156,10 +185,15 @@ class Watched:
                 base["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(index) / 2**20, 1)
             else:
                 base["inference_ms"] = round(total_ms, 3)
-            self._log_all(base, prompts, per_prompt, seeds, n, out, error, dw_request_id)
+            images = getattr(out, "images", None) if out is not None else None
+            job = _Job(self, base, prompts, per_prompt, seeds, n, error, dw_request_id, images)
+            if self.logger.images is not None and self._background is not None and error is None:
+                job.images = _snapshot(images)  # the caller may change its images afterwards
+                self._background.submit(job)
+            else:
+                job()
         except Exception:  # logging must never cost the caller its images
-            self.log_failures += 1
-            log.exception("diffwatch: could not log a generation; the call itself was not affected")
+            self._failed()
         if error is not None:
             raise error
         return out
@@ -199,29 +233,59 @@ class Watched:
             self._gpu[index] = torch.cuda.get_device_name(index)
         return self._gpu[index]
 
-    def _log_all(
+    def _failed(self, what: str = "a generation") -> None:
+        with self._failures_lock:
+            self.log_failures += 1
+        log.exception("diffwatch: could not log %s; the call itself was not affected", what)
+
+
+def _snapshot(images: Any) -> Any:
+    """A copy of a call's PIL images (other outputs, such as arrays, are not stored)."""
+    if not isinstance(images, list):
+        return images
+    return [im.copy() if hasattr(im, "copy") and hasattr(im, "save") else im for im in images]
+
+
+class _Job:
+    """The records of one call: built, their images stored, and written (on the caller's
+    thread or the background one)."""
+
+    def __init__(
         self,
+        watched: Watched,
         base: dict[str, Any],
         prompts: list[Any],
         per_prompt: int,
         seeds: list[int | None],
         n: int,
-        out: Any,
         error: BaseException | None,
         request_id: str | None,
+        images: Any,
     ) -> None:
-        images = getattr(out, "images", None) if out is not None else None
-        rid = request_id or new_request_id()
-        ts = now_iso()
+        self.watched, self.base, self.prompts, self.per_prompt = watched, base, prompts, per_prompt
+        self.seeds, self.n, self.error, self.images = seeds, n, error, images
+        self.request_id = request_id or new_request_id()
+        self.ts = now_iso()
+
+    def __call__(self) -> None:
+        try:
+            self._log_all()
+        except Exception:  # on the worker thread nobody else would see it
+            self.watched._failed()
+
+    def _log_all(self) -> None:
+        base, n, error, images = dict(self.base), self.n, self.error, self.images
+        logger = self.watched.logger
+        rid = self.request_id
         negs = base.pop("negative_prompt", None)
         for i in range(n):
             rec = dict(base)
             rec["request_id"] = rid if n == 1 else f"{rid}-{i}"
-            rec["timestamp"] = ts
-            p = prompts[min(i // per_prompt, len(prompts) - 1)]
+            rec["timestamp"] = self.ts
+            p = self.prompts[min(i // self.per_prompt, len(self.prompts) - 1)]
             rec["prompt"] = p if isinstance(p, str) else ""
             rec["negative_prompt"] = negs
-            rec["seed"] = seeds[i] if i < len(seeds) else None
+            rec["seed"] = self.seeds[i] if i < len(self.seeds) else None
             if n > 1:
                 rec["batch_request_id"] = rid
                 rec["batch_index"] = i
@@ -234,13 +298,12 @@ class Watched:
                 img = images[i] if images is not None and i < len(images) else None
                 if img is not None and hasattr(img, "size") and hasattr(img, "save"):
                     rec["width"], rec["height"] = img.size
-                    if self.logger.images is not None:
-                        rec["image_uri"] = self.logger.images.save(img)
+                    if logger.images is not None:
+                        rec["image_uri"] = logger.images.save(img)
             try:
-                self.logger.log(rec)
+                logger.log(rec)
             except InvalidRecord:
-                self.log_failures += 1
-                log.exception("diffwatch: a generation record was invalid and was not logged")
+                self.watched._failed("a generation record (invalid)")
 
 
 def watch(
@@ -250,13 +313,17 @@ def watch(
     model: str,
     model_version: str,
     deployment: str | None = None,
+    background: bool = True,
+    max_pending: int = 16,
+    max_wait_s: float = 5.0,
     **fields: Any,
 ) -> Watched:
     """Wrap a diffusers pipeline so that each call logs one record per image to ``logger``.
 
     ``fields`` are added to every record (``user_id``, or extra keys kept in ``extra``).
+    ``background``, ``max_pending`` and ``max_wait_s``: see ``Watched``.
     """
     return Watched(
         pipeline, logger, model=model, model_version=model_version, deployment=deployment,
-        fields=fields,
+        fields=fields, background=background, max_pending=max_pending, max_wait_s=max_wait_s,
     )  # fmt: skip

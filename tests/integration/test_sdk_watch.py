@@ -4,11 +4,13 @@ records that ``diffwatch collect logs`` stores with every field."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from diffwatch.cli import build
@@ -140,7 +142,7 @@ def test_records_land_in_postgres_with_every_field(pipe, tmp_path: Path, db_url,
     watched(["one", "two"], generator=[_gen(1), _gen(2)], **SMALL)
     with pytest.raises(ValueError):
         watched("bad size", num_inference_steps=2, height=63, width=64)
-    logger.close()
+    logger.close()  # waits for the images stored on the watched pipeline's background thread
     written = [json.loads(x) for p in sorted(logs.iterdir()) for x in p.read_text().splitlines()]
     assert len(written) == 4 and len(list(logs.iterdir())) > 1
 
@@ -194,9 +196,72 @@ def test_records_sent_to_the_real_http_collector_land_with_every_field(
         watched(["x", "y"], num_images_per_prompt=1, **SMALL)
         with pytest.raises(ValueError):
             watched("bad", num_inference_steps=2, height=65, width=64)
-        assert logger.flush(20)
-        logger.close(5)
+        assert watched.flush(20)
+        watched.close(5)
     assert (sink.stats.sent, sink.stats.dropped, sink.stats.rejected) == (4, 0, 0)
     stored = _stored_as_written(sql, copy.records)
     assert sum(r["status"] == "error" for r in stored.values()) == 1
     assert all(r["image_uri"] for r in stored.values() if r["status"] == "ok")
+
+
+class SlowStore(ImageStore):
+    """A real local image store behind a slow link (each save takes ``delay`` s more)."""
+
+    def __init__(self, base: str, delay: float) -> None:
+        super().__init__(base)
+        self.delay = delay
+
+    def save(self, image) -> str:
+        time.sleep(self.delay)
+        return super().save(image)
+
+
+def test_a_slow_image_store_does_not_hold_up_the_caller_and_loses_nothing(
+    pipe, tmp_path: Path
+) -> None:
+    sink = ListSink()
+    watched = watch(
+        pipe, GenerationLogger(sink, images=SlowStore(str(tmp_path / "img"), 0.4)),
+        model="tiny", model_version="v1",
+    )  # fmt: skip
+    pipe("warm", generator=_gen(0), **SMALL)
+    t0 = time.perf_counter()
+    out = watched("a lamp", generator=_gen(3), **SMALL).images
+    assert time.perf_counter() - t0 < 0.4, "the caller waited for the image store"
+    out[0].paste(
+        (255, 0, 0), (0, 0, 64, 64)
+    )  # the caller reuses its image: the stored one is the pipeline's
+    assert sink.records == []  # not yet: the record waits for its image_uri
+    assert watched.flush(10)
+    (rec,) = sink.records
+    stored = Image.open(rec["image_uri"])
+    bare = pipe("a lamp", generator=_gen(3), **SMALL).images[0]
+    assert np.asarray(stored.convert("RGB")).tobytes() == np.asarray(bare).tobytes()
+    assert watched.log_failures == 0
+
+
+def test_a_full_queue_stores_the_images_on_the_callers_thread_rather_than_drop_them(
+    pipe, tmp_path: Path
+) -> None:
+    sink = ListSink()
+    watched = watch(
+        pipe, GenerationLogger(sink, images=SlowStore(str(tmp_path / "img"), 0.3)),
+        model="tiny", model_version="v1", max_pending=1, max_wait_s=0.0,
+    )  # fmt: skip
+    for i in range(4):
+        watched(f"p{i}", generator=_gen(i), **SMALL)
+    assert watched._background is not None and watched._background.ran_inline >= 1
+    watched.close(10)
+    assert sorted(r["prompt"] for r in sink.records) == ["p0", "p1", "p2", "p3"]
+    assert all(Path(r["image_uri"]).is_file() for r in sink.records)
+
+
+def test_without_background_records_are_written_before_the_call_returns(
+    pipe, tmp_path: Path
+) -> None:
+    sink = ListSink()
+    logger = GenerationLogger(sink, images=ImageStore(str(tmp_path / "img")))
+    watched = watch(pipe, logger, model="tiny", model_version="v1", background=False)
+    watched("a kite", generator=_gen(9), **SMALL)
+    (rec,) = sink.records
+    assert Path(rec["image_uri"]).is_file()
