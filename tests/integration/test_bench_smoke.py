@@ -291,6 +291,10 @@ def check_sdk(res: dict[str, Any]) -> None:
         assert res[variant]["own_ms_median"] >= 0
         assert len(res[variant]["runs_ms"]) == res["calls_per_variant"]
     assert {"watch_vs_bare", "watch_own_share_of_bare"} <= set(res["overhead"])
+    for variant in ("watch_paired", "watch_images_paired"):
+        assert res["overhead"][variant]["rounds"] == res["calls_per_variant"] // 2
+    # images are stored on the background thread, one per watch_images call and warm-up
+    assert res["correct"]["images_stored"] == res["calls_per_variant"] + 1
     assert res["goal_overhead_max"] == 0.01
     assert all(isinstance(v, bool) for v in res["pass"].values())
 
