@@ -63,6 +63,14 @@ class Backoff:
         """Seconds to wait after the ``attempts``-th failed attempt (1: ``base_s``), capped."""
         return float(min(self.max_s, self.base_s * self.factor ** max(attempts - 1, 0)))
 
+    def delay_after(self, attempts: int, retry_after_s: float | None = None) -> float:
+        """``next_delay``, or longer when the server asked for it (an HTTP ``Retry-After``),
+        never beyond ``max_s``."""
+        delay = self.next_delay(attempts)
+        if retry_after_s is not None:
+            delay = min(max(delay, retry_after_s), max(self.max_s, delay))
+        return float(delay)
+
     def give_up(self, attempts: int, age_s: float) -> str | None:
         """Why to stop retrying after ``attempts`` attempts, ``age_s`` s after queueing; or None."""
         if attempts >= self.max_attempts:
@@ -320,7 +328,7 @@ def _transient(
         _commit_mark(db, lambda conn: alert_outbox.mark_failed(conn, c.delivery_id, line))
         log.error("alert %s to %s: %s", c.message_id, redact_target(c.recipient), line)
         return line, None
-    next_at = now + timedelta(seconds=backoff.next_delay(c.attempts))
+    next_at = now + timedelta(seconds=backoff.delay_after(c.attempts, exc.retry_after_s))
     line = f"attempt {c.attempts} failed, next at {next_at:%Y-%m-%d %H:%M:%S %Z}: {exc}"
     _commit_mark(db, lambda conn: alert_outbox.mark_retry(conn, c.delivery_id, next_at, str(exc)))
     log.warning("alert %s to %s: %s", c.message_id, redact_target(c.recipient), line)

@@ -80,10 +80,18 @@ class SmtpSettings(BaseSettings):
 class DeliveryError(Exception):
     """A send that did not go through; ``str()`` is one line for a person."""
 
-    def __init__(self, message: str, *, code: int | None = None, connection: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        connection: bool = False,
+        retry_after_s: float | None = None,
+    ):
         super().__init__(message)
-        self.code = code  # the SMTP reply code, when the server gave one
+        self.code = code  # the SMTP (or HTTP) reply code, when the server gave one
         self.connection = connection  # the connection is unusable: stop this batch
+        self.retry_after_s = retry_after_s  # an HTTP server's Retry-After, read
 
 
 class TransientError(DeliveryError):

@@ -22,6 +22,7 @@ from diffwatch.alerts.notice import Notice
 from diffwatch.alerts.smtp import DeliveryError, PermanentError, TransientError
 from diffwatch.model.alert_metrics import METRICS
 from diffwatch.model.alert_rules import redact_target
+from diffwatch.model.retry_after import retry_after_seconds
 
 FACTS_VERSION = 1  # the "version" field of the webhook body
 _STATUS = {"firing": "firing", "repeat": "firing", "resolved": "resolved"}
@@ -138,8 +139,11 @@ def post_json(url: str, body: Any, *, target: str, key: str, timeout_s: float) -
             reply = _one_line(exc.read(4096).decode("utf-8", "replace"))
         except (OSError, http.client.HTTPException):
             reply = ""
+        wait = retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None)
         raise classify_status(
-            code, f"{where}: HTTP {code} {exc.reason}" + (f": {reply}" if reply else "")
+            code,
+            f"{where}: HTTP {code} {exc.reason}" + (f": {reply}" if reply else ""),
+            retry_after_s=wait,
         ) from None
     except TimeoutError as exc:
         raise TransientError(f"{where}: no reply within {timeout_s:g} s ({exc})") from None
@@ -151,10 +155,11 @@ def post_json(url: str, body: Any, *, target: str, key: str, timeout_s: float) -
         raise classify_status(code, f"{where}: HTTP {code}")
 
 
-def classify_status(code: int, message: str) -> DeliveryError:
-    """Transient for 408, 429 and 5xx (try later); permanent for the rest (3xx, other 4xx)."""
+def classify_status(code: int, message: str, retry_after_s: float | None = None) -> DeliveryError:
+    """Transient for 408, 429 and 5xx (try later, not before ``retry_after_s`` when the
+    server said so); permanent for the rest (3xx, other 4xx)."""
     if code in (408, 429) or 500 <= code < 600:
-        return TransientError(message, code=code)
+        return TransientError(message, code=code, retry_after_s=retry_after_s)
     if 300 <= code < 400:
         return PermanentError(
             f"{message} (redirects are not followed: use the final URL)", code=code

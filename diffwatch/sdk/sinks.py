@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from diffwatch.model.retry_after import retry_after_seconds
+
 log = logging.getLogger(__name__)
 
 
@@ -366,7 +368,7 @@ class HttpSink:
             if code == 413 and len(part) > 1:
                 return "split", None, ""
             if code in (429, 503) or code >= 500:
-                return "retry", _retry_after(exc.headers.get("Retry-After")), f"HTTP {code}"
+                return "retry", retry_after_seconds(exc.headers.get("Retry-After")), f"HTTP {code}"
             return "drop", None, f"HTTP {code}"
         except (OSError, ValueError) as exc:  # refused, reset, timed out, garbled answer
             log.debug("diffwatch HttpSink: POST %s failed: %s", self.url, exc)
@@ -381,13 +383,3 @@ class HttpSink:
         for r in rejected[:10]:
             log.error("diffwatch HttpSink: the collector rejected a record: %s", r)
         return "ok", None, ""
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta seconds only); None if absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

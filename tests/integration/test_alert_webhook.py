@@ -1,19 +1,13 @@
 """Webhook and Slack-compatible deliveries through the real outbox to a real HTTP server.
 
-The server (``HttpSink`` below) runs on loopback and answers scripted status codes; the
+The server (``tests.http_sink.HttpSink``) runs on loopback and answers scripted status codes; the
 deliverer runs on an injected clock, so backoff is exercised without waiting for it.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import psycopg
 import pytest
@@ -25,76 +19,12 @@ from diffwatch.alerts.smtp import SmtpSettings
 from diffwatch.alerts.webhook import facts
 from diffwatch.db.queries import alert_outbox
 from diffwatch.model.alert_rules import Rule
+from tests.http_sink import HttpSink
 from tests.smtp import SmtpServer
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SECRET = "T000/B000/s3cr3tpath"
 BACKOFF = Backoff(base_s=30, factor=2, max_s=3600, max_attempts=12)
-
-
-@dataclass
-class Received:
-    """One request as the server read it."""
-
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class HttpSink:
-    """Answers each path with its scripted codes in turn, then ``default``; keeps requests."""
-
-    script: dict[str, list[int]] = field(default_factory=dict)
-    default: int = 200
-    delay_s: float = 0.0  # wait this long before answering (to provoke client timeouts)
-    received: list[Received] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-
-    def start(self) -> HttpSink:
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                sink.received.append(Received(self.path, dict(self.headers.items()), body))
-                codes = sink.script.get(self.path, [])
-                code = codes.pop(0) if codes else sink.default
-                if sink.delay_s:
-                    time.sleep(sink.delay_s)
-                reply = b'{"ok": true}' if code < 300 else b"no thanks"
-                try:
-                    self.send_response(code)
-                    self.send_header("Content-Length", str(len(reply)))
-                    self.end_headers()
-                    self.wfile.write(reply)
-                except OSError:
-                    pass  # the client gave up (timeout tests)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def at(self, path: str) -> list[Received]:
-        """The requests made to ``path``, oldest first."""
-        return [r for r in self.received if r.path == path]
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
 
 @pytest.fixture
@@ -291,3 +221,20 @@ def test_downgrade_below_0019_refuses_while_a_rule_has_a_channel_target(
         assert conn.execute("SELECT recipients FROM alert_rules").fetchall() == [
             (["a@example.com"],)
         ]
+
+
+def test_a_retry_after_longer_than_the_backoff_is_honoured(
+    sql, conninfo: str, sink: HttpSink
+) -> None:
+    hook, slack = f"webhook:{sink.url}/busy", f"slack:{sink.url}/limited"
+    sink.script |= {"/busy": [503], "/limited": [429, 429]}
+    sink.headers |= {"/busy": {"Retry-After": "600"}, "/limited": {"Retry-After": "5"}}
+    queue(sql, conninfo, [hook, slack])
+    r = deliver_due(conninfo, closed_smtp(), T0, backoff=BACKOFF)
+    assert (r.sent, r.retry) == (0, 2)
+    # the server asked for 10 minutes: not before; a shorter ask keeps the backoff's 30 s
+    assert row(sql, hook)[2] == T0 + timedelta(seconds=600)
+    assert row(sql, slack)[2] == T0 + timedelta(seconds=30)
+    assert deliver_due(conninfo, closed_smtp(), T0 + timedelta(seconds=599)).claimed == 1
+    r = deliver_due(conninfo, closed_smtp(), T0 + timedelta(seconds=600), backoff=BACKOFF)
+    assert r.sent == 1 and row(sql, hook)[0] == "sent" and len(sink.at("/busy")) == 2
