@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from tests.alerts_seed import add_requests, base_time
 from tests.helpers import cli_env, diffwatch_cmd
-from tests.integration.test_alert_webhook import HttpSink
+from tests.http_sink import HttpSink
 
 DASH = "https://dash.example"
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
