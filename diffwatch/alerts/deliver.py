@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import psycopg
 
 from diffwatch.alerts.email import build_message
+from diffwatch.alerts.signing import WebhookConfigError, WebhookSettings
 from diffwatch.alerts.smtp import (
     DeliveryError,
     PermanentError,
@@ -167,6 +168,7 @@ def deliver_due(
     sender_factory: SenderFactory = SmtpSender,
     after_send: Callable[[int], None] | None = None,
     http_timeout_s: float = HTTP_TIMEOUT_S,
+    webhook: WebhookSettings | None = None,
 ) -> DeliveryReport:
     """Send every delivery due at ``now`` (at most ``limit``), leasing each for ``lease_s`` s.
 
@@ -174,18 +176,18 @@ def deliver_due(
     reopened if Postgres drops it) or an open connection, which is committed per step.
     ``after_send(delivery_id)`` runs after the server accepted and before the mark: a test
     hook to simulate a crash there. ``http_timeout_s``: connect and reply timeout of each
-    webhook or Alertmanager POST, seconds.
+    webhook or Alertmanager POST, seconds. ``webhook``: signing of ``webhook:`` targets
+    (default: from ``DIFFWATCH_WEBHOOK_*``).
     """
     now = _aware(now)
+    channels = _Channels(webhook if webhook is not None else WebhookSettings(), http_timeout_s)
     db = _Db(conninfo_or_conn)
     try:
         claimed = alert_outbox.claim_due(db.conn, now, lease_s, limit)
         db.conn.commit()
         if not claimed:
             return DeliveryReport()
-        return _send_all(
-            db, settings, now, claimed, backoff, sender_factory, after_send, http_timeout_s
-        )
+        return _send_all(db, settings, now, claimed, backoff, sender_factory, after_send, channels)
     finally:
         db.close()
 
@@ -198,7 +200,7 @@ def _send_all(
     backoff: Backoff,
     sender_factory: SenderFactory,
     after_send: Callable[[int], None] | None,
-    http_timeout_s: float = HTTP_TIMEOUT_S,
+    channels: _Channels,
 ) -> DeliveryReport:
     sent = retry = failed = 0
     errors: list[str] = []
@@ -206,7 +208,7 @@ def _send_all(
     with sender_factory(settings) as sender:  # connects at its first email only
         for c in claimed:
             if target_kind(c.recipient) != "email":
-                outcome, line = _send_channel(db, c, now, backoff, after_send, http_timeout_s)
+                outcome, line = _send_channel(db, c, now, backoff, after_send, channels)
                 sent += outcome == "sent"
                 retry += outcome == "retry"
                 failed += outcome == "failed"
@@ -284,13 +286,35 @@ def _channel_request(c: Claimed) -> tuple[str, Any]:
     return target_url(c.recipient), webhook.webhook_payload(c.idempotency_key, c.facts)
 
 
+class _Channels:
+    """What channel deliveries of one pass share: the HTTP timeout and the webhook signing
+    key, read once, at the first ``webhook:`` target (its failure is every webhook's)."""
+
+    def __init__(self, webhook: WebhookSettings, timeout_s: float) -> None:
+        self.webhook, self.timeout_s = webhook, timeout_s
+        self._key: bytes | WebhookConfigError | None = _UNREAD
+
+    def signing_key(self) -> bytes | None:
+        if self._key is _UNREAD:
+            try:
+                self._key = self.webhook.key()
+            except WebhookConfigError as exc:
+                self._key = exc
+        if isinstance(self._key, WebhookConfigError):
+            raise self._key
+        return self._key  # type: ignore[return-value]
+
+
+_UNREAD: Any = object()
+
+
 def _send_channel(
     db: _Db,
     c: Claimed,
     now: datetime,
     backoff: Backoff,
     after_send: Callable[[int], None] | None,
-    timeout_s: float,
+    channels: _Channels,
 ) -> tuple[str, str | None]:
     """POST one channel delivery and mark it; ('sent'|'retry'|'failed', error line or None)."""
     from diffwatch.alerts.webhook import post_json
@@ -298,7 +322,11 @@ def _send_channel(
     shown = redact_target(c.recipient)
     try:
         url, body = _channel_request(c)
-        post_json(url, body, target=c.recipient, key=c.idempotency_key, timeout_s=timeout_s)
+        key = channels.signing_key() if target_kind(c.recipient) == "webhook" else None
+        post_json(
+            url, body, target=c.recipient, key=c.idempotency_key, timeout_s=channels.timeout_s,
+            signing_key=key,
+        )  # fmt: skip
     except PermanentError as exc:
         line = str(exc)
         _commit_mark(db, lambda conn: alert_outbox.mark_failed(conn, c.delivery_id, line))

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from diffwatch.alerts import signing
 from diffwatch.alerts.notice import Notice
 from diffwatch.alerts.smtp import DeliveryError, PermanentError, TransientError
 from diffwatch.model.alert_metrics import METRICS
@@ -110,23 +112,30 @@ def _one_line(s: str) -> str:
     return " ".join(s.split())[:MAX_ERROR_BODY]
 
 
-def post_json(url: str, body: Any, *, target: str, key: str, timeout_s: float) -> None:
+def post_json(
+    url: str,
+    body: Any,
+    *,
+    target: str,
+    key: str,
+    timeout_s: float,
+    signing_key: bytes | None = None,
+) -> None:
     """POST ``body`` as JSON to ``url`` with ``Idempotency-Key: key``; raise on failure.
 
-    ``target`` (the recipient as stored) names it, redacted, in errors. TransientError:
-    408, 429, 5xx, timeouts, connection errors. PermanentError: other 4xx, 3xx.
+    ``target`` (the recipient as stored) names it, redacted, in errors. ``signing_key``:
+    sign the request (``Diffwatch-Signature``, see ``diffwatch.alerts.signing``).
+    TransientError: 408, 429, 5xx, timeouts, connection errors. PermanentError: other 4xx, 3xx.
     """
     data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
-    req = urllib.request.Request(
-        url,
-        data=data,
-        method="POST",
-        headers={
-            "Content-Type": "application/json; charset=utf-8",
-            "Idempotency-Key": key,
-            "User-Agent": "diffwatch-alerts",
-        },
-    )
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Idempotency-Key": key,
+        "User-Agent": "diffwatch-alerts",
+    }
+    if signing_key is not None:
+        headers[signing.HEADER] = signing.sign(signing_key, data, int(time.time()))
+    req = urllib.request.Request(url, data=data, method="POST", headers=headers)
     where = redact_target(target)
     opener = urllib.request.build_opener(_NoRedirect)
     try:

@@ -6,6 +6,9 @@ deliverer runs on an injected clock, so backoff is exercised without waiting for
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +18,7 @@ import pytest
 from diffwatch.alerts.deliver import Backoff, deliver_due
 from diffwatch.alerts.email import compose
 from diffwatch.alerts.notice import Notice
+from diffwatch.alerts.signing import WebhookSettings
 from diffwatch.alerts.smtp import SmtpSettings
 from diffwatch.alerts.webhook import facts
 from diffwatch.db.queries import alert_outbox
@@ -238,3 +242,46 @@ def test_a_retry_after_longer_than_the_backoff_is_honoured(
     assert deliver_due(conninfo, closed_smtp(), T0 + timedelta(seconds=599)).claimed == 1
     r = deliver_due(conninfo, closed_smtp(), T0 + timedelta(seconds=600), backoff=BACKOFF)
     assert r.sent == 1 and row(sql, hook)[0] == "sent" and len(sink.at("/busy")) == 2
+
+
+def test_webhooks_are_signed_over_the_exact_body_and_slack_is_not(
+    sql, conninfo: str, sink: HttpSink
+) -> None:
+    secret = "s" * 40
+    hook, slack = f"webhook:{sink.url}/signed", f"slack:{sink.url}/plain"
+    queue(sql, conninfo, [hook, slack])
+    before = int(time.time())
+    r = deliver_due(
+        conninfo, closed_smtp(), T0, backoff=BACKOFF, webhook=WebhookSettings(secret=secret)
+    )
+    assert r.sent == 2
+    (got,) = sink.at("/signed")
+    fields = dict(part.split("=", 1) for part in got.headers["Diffwatch-Signature"].split(","))
+    assert before <= int(fields["t"]) <= int(time.time())
+    # what a receiver computes, with the standard library alone
+    want = hmac.new(secret.encode(), fields["t"].encode() + b"." + got.body, hashlib.sha256)
+    assert hmac.compare_digest(fields["v1"], want.hexdigest())
+    (plain,) = sink.at("/plain")
+    assert "Diffwatch-Signature" not in plain.headers
+
+
+def test_an_unreadable_secret_holds_webhooks_back_rather_than_send_them_unsigned(
+    sql, conninfo: str, sink: HttpSink, tmp_path
+) -> None:
+    hook, slack = f"webhook:{sink.url}/signed", f"slack:{sink.url}/plain"
+    queue(sql, conninfo, [hook, slack])
+    missing = WebhookSettings(secret_file=tmp_path / "nope")
+    r = deliver_due(conninfo, closed_smtp(), T0, backoff=BACKOFF, webhook=missing)
+    assert (r.sent, r.retry) == (1, 1) and sink.at("/signed") == []
+    assert "cannot read the webhook secret file" in row(sql, hook)[3]
+    (tmp_path / "nope").write_text("k" * 32 + "\n")  # fixed: the waiting webhook goes, signed
+    r = deliver_due(conninfo, closed_smtp(), T0 + timedelta(seconds=30), webhook=missing)
+    assert r.sent == 1 and "Diffwatch-Signature" in sink.at("/signed")[0].headers
+
+
+def test_a_too_short_secret_holds_webhooks_back(sql, conninfo: str, sink: HttpSink) -> None:
+    hook = f"webhook:{sink.url}/short"
+    queue(sql, conninfo, [hook])
+    r = deliver_due(conninfo, closed_smtp(), T0, webhook=WebhookSettings(secret="tooshort"))
+    assert r.retry == 1 and sink.at("/short") == []
+    assert "at least 16" in row(sql, hook)[3]
