@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 MARK_TRIES = 5  # attempts to record a successful send while Postgres is unreachable
 MARK_WAIT_MAX_S = 8.0  # longest wait between those attempts (seconds)
-HTTP_TIMEOUT_S = 10.0  # connect and reply timeout of a webhook or Alertmanager POST (seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +166,7 @@ def deliver_due(
     backoff: Backoff = Backoff(),
     sender_factory: SenderFactory = SmtpSender,
     after_send: Callable[[int], None] | None = None,
-    http_timeout_s: float = HTTP_TIMEOUT_S,
+    http_timeout_s: float | None = None,
     webhook: WebhookSettings | None = None,
 ) -> DeliveryReport:
     """Send every delivery due at ``now`` (at most ``limit``), leasing each for ``lease_s`` s.
@@ -175,12 +174,13 @@ def deliver_due(
     ``conninfo_or_conn``: a libpq conninfo (a connection is opened and closed here, and
     reopened if Postgres drops it) or an open connection, which is committed per step.
     ``after_send(delivery_id)`` runs after the server accepted and before the mark: a test
-    hook to simulate a crash there. ``http_timeout_s``: connect and reply timeout of each
-    webhook or Alertmanager POST, seconds. ``webhook``: signing of ``webhook:`` targets
-    (default: from ``DIFFWATCH_WEBHOOK_*``).
+    hook to simulate a crash there. ``webhook``: the HTTP channels' settings (signing of
+    ``webhook:`` targets, timeout; default: from ``DIFFWATCH_WEBHOOK_*``). ``http_timeout_s``:
+    connect and reply timeout of each channel POST, seconds (default: ``webhook.timeout_s``).
     """
     now = _aware(now)
-    channels = _Channels(webhook if webhook is not None else WebhookSettings(), http_timeout_s)
+    webhook = webhook if webhook is not None else WebhookSettings()
+    channels = _Channels(webhook, http_timeout_s or webhook.timeout_s)
     db = _Db(conninfo_or_conn)
     try:
         claimed = alert_outbox.claim_due(db.conn, now, lease_s, limit)

@@ -32,7 +32,8 @@ class WebhookConfigError(TransientError):
 
 
 class WebhookSettings(BaseSettings):
-    """Signing of ``webhook:`` targets (``DIFFWATCH_WEBHOOK_*``)."""
+    """HTTP alert channels (``DIFFWATCH_WEBHOOK_*``): the signing of ``webhook:`` targets
+    and the timeout of every channel's POST."""
 
     model_config = SettingsConfigDict(env_prefix="DIFFWATCH_WEBHOOK_", extra="ignore")
 
@@ -40,6 +41,10 @@ class WebhookSettings(BaseSettings):
     secret_file: Path | None = Field(
         default=None, description="File holding the secret (a Docker or Kubernetes secret)."
     )
+    timeout_s: float = Field(
+        default=10.0, gt=0, le=300,
+        description="Connect and reply timeout of a webhook, Slack or Alertmanager POST, s.",
+    )  # fmt: skip
 
     def key(self) -> bytes | None:
         """The signing key (read from ``secret_file`` now), or None when signing is off.
