@@ -2,6 +2,7 @@
 added here)."""
 
 # No ``from __future__ import annotations``: typer reads the annotations of the commands.
+import logging
 import sys
 from typing import Annotated, Any
 
@@ -185,9 +186,10 @@ def collect_http(
         proxies = parse_trusted(trusted_proxies)
     except ValueError as exc:
         raise fail(f"--trusted-proxies: {exc}", 2) from None
-    rt = runtime(database_url, wait=True)
+    rt, expect = _runtime_or_later(database_url)
     options = IngestOptions(
         conninfo=rt.conninfo,
+        expect_revision=expect,
         token=token,
         max_body_bytes=int(max_body_mib * MiB),
         max_decoded_bytes=int(max_decoded_mib * MiB),
@@ -203,6 +205,30 @@ def collect_http(
         f"serving POST /v1/generations on http://{host}:{port} {describe(options)}", err=True
     )
     serve(options, host, port, access_log=access_log, max_connections=max_connections)
+
+
+def _runtime_or_later(database_url: str | None) -> tuple[Any, str | None]:
+    """The runtime, its schema checked now if the database answers; else the revision to
+    insist on once it does (the server listens meanwhile: 429s, /readyz 503)."""
+    from sqlalchemy.exc import OperationalError
+
+    from diffwatch.context import SchemaOutOfDate, ensure_schema
+    from diffwatch.db import migrate
+    from diffwatch.errors import first_line
+
+    rt = runtime(database_url, migrate=False)
+    try:
+        ensure_schema(rt)
+    except OperationalError as exc:
+        logging.getLogger("diffwatch").warning(
+            "database unavailable (%s); listening anyway: POST answers 429 and /readyz 503 "
+            "until it is back, and the schema is checked then",
+            first_line(exc.orig or exc),
+        )
+        return rt, migrate.head_revision()
+    except SchemaOutOfDate as exc:
+        raise fail(str(exc)) from None
+    return rt, None
 
 
 def register(root: typer.Typer, name: str) -> None:

@@ -3,6 +3,9 @@ not stored, and full recovery (every batch stored exactly once) when it is back.
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
 import threading
 import time
 
@@ -12,7 +15,8 @@ from diffwatch.collectors.http.serve import Running
 from diffwatch.db import migrate
 from diffwatch.db.engine import raw_conninfo
 from tests.corpus.log_lines import good_record
-from tests.integration.test_collect_http import NDJSON, get, lines, options, post
+from tests.helpers import cli_env, diffwatch_cmd
+from tests.integration.test_collect_http import NDJSON, TOKEN, get, lines, options, post
 
 
 def stored(url: str) -> list[str]:
@@ -74,3 +78,63 @@ def test_429_while_postgres_is_down_and_full_recovery_after(cluster) -> None:
     assert refused[0] > 0, "the crash must have been seen by the client as 429s"
     # Every 2xx was committed durably: after the crash every acknowledged row is there.
     assert stored(cluster.url) == [f"req-{i:08d}" for i in range(12 * 20)]
+
+
+def test_the_cli_listens_while_postgres_is_down_and_checks_the_schema_once_it_is_up(
+    cluster, tmp_path
+) -> None:
+    """On Kubernetes the collector may start before its database: it must answer (liveness
+    200, readiness 503, POST 429) rather than not listen, and store once the database is up."""
+    migrate.upgrade(cluster.url)
+    cluster.stop("fast")
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = cli_env(cluster.url)
+    proc = subprocess.Popen(
+        diffwatch_cmd("collect", "http", "--port", str(port), "--token-file", str(token),
+                      "--retry-after", "1"),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # it listens although the database is down
+            try:
+                if get(url, "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.1)
+        assert get(url, "/readyz")[0] == 503
+        code, h, ans = post(url, batch(0), NDJSON)
+        assert code == 429 and h["retry-after"] == "1" and "nothing was stored" in ans["error"]
+        cluster.start()
+        cluster.wait_ready()
+        assert get(url, "/readyz") == (200, {"status": "ready"})
+        assert post(url, batch(0), NDJSON)[2]["accepted"] == 20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "listening anyway" in err and "schema at" in err
+    assert stored(cluster.url) == [f"req-{i:08d}" for i in range(20)]
+
+
+def test_a_database_that_comes_back_at_another_schema_gets_503_and_nothing_written(
+    cluster,
+) -> None:
+    opts = options(raw_conninfo(cluster.url), expect_revision=migrate.head_revision())
+    with Running(opts) as srv:  # the server was started while the database was away...
+        # ...and the database came back empty: not migrated
+        code, h, ans = post(srv.url, batch(0), NDJSON)
+        assert code == 503 and "diffwatch db upgrade" in ans["error"], ans
+        assert int(h["retry-after"]) >= 30
+        ready = get(srv.url, "/readyz")
+        assert ready[0] == 503 and ready[1]["status"] == "schema out of date"
+        migrate.upgrade(cluster.url)  # the operator upgrades: ingest opens, no restart
+        assert post(srv.url, batch(0), NDJSON)[2]["accepted"] == 20
+        assert get(srv.url, "/readyz")[0] == 200

@@ -54,6 +54,9 @@ class IngestOptions:
     retry_after_s: int = 2
     trusted_proxies: tuple[Network, ...] = ()
     name: str | None = None  # collector_status name (default http@HOST)
+    # the schema revision to insist on before the first write (None: checked at start-up);
+    # set when the server started while the database was away
+    expect_revision: str | None = None
     clock: Callable[[], datetime] = field(default=utcnow, compare=False)
 
 
@@ -75,6 +78,28 @@ class _State:
         self.threads: anyio.CapacityLimiter | None = None
         self.parsers: anyio.CapacityLimiter | None = None
         self.down = False  # for one log line per outage
+        self.schema_ok = options.expect_revision is None
+
+    def schema_problem(self) -> str | None:
+        """Why nothing may be written (the schema is not the one expected), or None; checked
+        on the database until it once matches. Raises DB_DOWN_ERRORS while it is away."""
+        if self.schema_ok:
+            return None
+        want = self.options.expect_revision
+        # a plain connection: the pool's set-up needs the tables this is about
+        with psycopg.connect(
+            self.options.conninfo, autocommit=True,
+            connect_timeout=max(1, round(self.options.connect_timeout_s)),
+        ) as conn:  # fmt: skip
+            have = http_ingest.schema_revision(conn)
+        if have == want:
+            self.schema_ok = True
+            log.warning("database schema at %s as expected; ingest open", have)
+            return None
+        return (
+            f"the database is at schema revision {have or 'none (empty)'} but this diffwatch "
+            f"expects {want}: run `diffwatch db upgrade`; nothing was stored, retry after it"
+        )
 
 
 def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -175,6 +200,9 @@ async def ingest(request: Request) -> JSONResponse:
             st.down = True
             log.warning("database unavailable or slow (%s); answering 429", first_line(exc))
         return _busy(st, "the database is unavailable or slow; nothing was stored, retry")
+    except SchemaMismatch as exc:
+        log.error("%s", exc)
+        return _error(503, str(exc), {"Retry-After": str(max(o.retry_after_s, 30))})
     finally:
         st.slots.release()
     if st.down:
@@ -192,7 +220,14 @@ async def ingest(request: Request) -> JSONResponse:
     )
 
 
+class SchemaMismatch(Exception):
+    """The database is not at the schema revision this code writes."""
+
+
 def _store(st: _State, batch: HttpBatch) -> BatchResult:
+    problem = st.schema_problem()
+    if problem is not None:
+        raise SchemaMismatch(problem)
     parsed = len(batch.rejections)  # the parser's; the database's refusals come after
 
     def write(conn: psycopg.Connection) -> BatchResult:
@@ -211,6 +246,9 @@ async def readyz(request: Request) -> JSONResponse:
     """Readiness: the database answers a query."""
     st: _State = request.app.state.ingest
     try:
+        problem = await anyio.to_thread.run_sync(st.schema_problem, limiter=st.threads)
+        if problem is not None:
+            return JSONResponse({"status": "schema out of date", "error": problem}, 503)
         await anyio.to_thread.run_sync(st.db.run, http_ingest.ping, limiter=st.threads)
     except DB_DOWN_ERRORS as exc:
         return JSONResponse({"status": "database unavailable", "error": first_line(exc)}, 503)

@@ -43,3 +43,12 @@ def write_records(
 def ping(conn: psycopg.Connection) -> None:
     """Raise unless the database answers a query."""
     conn.execute("SELECT 1").fetchone()
+
+
+def schema_revision(conn: psycopg.Connection) -> str | None:
+    """The migration revision the database is at (None: not migrated at all)."""
+    exists = conn.execute("SELECT to_regclass('alembic_version') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return None
+    row = conn.execute("SELECT version_num FROM alembic_version LIMIT 1").fetchone()
+    return row[0] if row else None
