@@ -251,6 +251,34 @@ def test_liveness_and_readiness(server: Running) -> None:
     assert get(server.url, "/readyz") == (200, {"status": "ready"})
 
 
+def serve_cli(env: dict[str, str], tmp_path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """``diffwatch collect http`` as a subprocess on a free loopback port, with the token
+    above in a file under ``tmp_path``; (the process, its base URL)."""
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ("collect", "http", "--port", str(port), "--token-file", str(token), *extra)
+    proc = subprocess.Popen(
+        diffwatch_cmd(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_answering(proc: subprocess.Popen, url: str, path: str, timeout_s: float = 60) -> None:
+    """Wait until ``path`` answers 200 (the process must stay up meanwhile)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if get(url, path)[0] == 200:
+                return
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+        time.sleep(0.1)
+
+
 def test_the_cli_serves_with_a_token_file_and_refuses_to_run_open(
     db_url: str, sql, tmp_path
 ) -> None:
@@ -267,26 +295,9 @@ def test_the_cli_serves_with_a_token_file_and_refuses_to_run_open(
     )  # fmt: skip
     assert refused.returncode == 2 and "--token-file" in refused.stderr
 
-    token = tmp_path / "token"
-    token.write_text(TOKEN + "\n")
-    with socket.socket() as probe:  # a free port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        diffwatch_cmd("collect", "http", "--port", str(port), "--token-file", str(token)),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc, url = serve_cli(env, tmp_path)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if get(url, "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
-            time.sleep(0.1)
+        wait_answering(proc, url, "/readyz")
         code, _, ans = post(url, lines([good_record(i) for i in range(3)]), NDJSON)
         assert (code, ans["accepted"]) == (200, 3)
         assert post(url, lines([good_record(9)]), {"Content-Type": "application/json"})[0] == 401

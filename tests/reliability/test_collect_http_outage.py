@@ -4,8 +4,6 @@ not stored, and full recovery (every batch stored exactly once) when it is back.
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
 import threading
 import time
 
@@ -15,8 +13,16 @@ from diffwatch.collectors.http.serve import Running
 from diffwatch.db import migrate
 from diffwatch.db.engine import raw_conninfo
 from tests.corpus.log_lines import good_record
-from tests.helpers import cli_env, diffwatch_cmd
-from tests.integration.test_collect_http import NDJSON, TOKEN, get, lines, options, post
+from tests.helpers import cli_env
+from tests.integration.test_collect_http import (
+    NDJSON,
+    get,
+    lines,
+    options,
+    post,
+    serve_cli,
+    wait_answering,
+)  # fmt: skip
 
 
 def stored(url: str) -> list[str]:
@@ -87,28 +93,9 @@ def test_the_cli_listens_while_postgres_is_down_and_checks_the_schema_once_it_is
     200, readiness 503, POST 429) rather than not listen, and store once the database is up."""
     migrate.upgrade(cluster.url)
     cluster.stop("fast")
-    token = tmp_path / "token"
-    token.write_text(TOKEN + "\n")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = cli_env(cluster.url)
-    proc = subprocess.Popen(
-        diffwatch_cmd("collect", "http", "--port", str(port), "--token-file", str(token),
-                      "--retry-after", "1"),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    proc, url = serve_cli(cli_env(cluster.url), tmp_path, "--retry-after", "1")
     try:
-        deadline = time.monotonic() + 60
-        while True:  # it listens although the database is down
-            try:
-                if get(url, "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
-            time.sleep(0.1)
+        wait_answering(proc, url, "/healthz")  # it listens although the database is down
         assert get(url, "/readyz")[0] == 503
         code, h, ans = post(url, batch(0), NDJSON)
         assert code == 429 and h["retry-after"] == "1" and "nothing was stored" in ans["error"]
