@@ -72,3 +72,12 @@ def log_in(page: Any, base: str, username: str, password: str) -> None:
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in").click()
     page.get_by_text(f"Logged in as {username}").wait_for(timeout=60_000)
+    # The session cookie is set by a line of JavaScript that runs after the page shows the
+    # login (diffwatch.app.session): a test that opens another URL must wait for it, or a
+    # loaded machine sends that request without it and lands on the login form again.
+    from diffwatch.app.session import COOKIE
+
+    deadline = time.monotonic() + 60
+    while not any(c["name"] == COOKIE for c in page.context.cookies()):
+        assert time.monotonic() < deadline, "the session cookie was never set after the login"
+        page.wait_for_timeout(100)
