@@ -14,6 +14,16 @@ from tests.corpus.log_lines import good_record
 REPO = Path(__file__).resolve().parents[1]
 
 
+def stop_process(proc: subprocess.Popen, timeout_s: float = 10) -> None:
+    """SIGTERM ``proc`` and wait; SIGKILL it if it is still there after ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def cli_env(db_url: str) -> dict[str, str]:
     """Environment for a diffwatch subprocess pointed at ``db_url``."""
     env = dict(os.environ)
@@ -97,3 +107,21 @@ def demo_clip_args(clip) -> list[str]:
         "--clip-checkpoint",
         str(clip.checkpoint),
     ]
+
+
+class ListSink:
+    """An SDK sink that keeps what it is given: ``lines`` as written, ``records`` parsed."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, line: bytes) -> None:
+        self.lines.append(line)
+        self.records.append(json.loads(line))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        pass

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -55,11 +57,7 @@ def serve(db_url: str, log: Path | None = None) -> Iterator[str]:
     try:
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         if log:
             out.close()  # type: ignore[union-attr]
 

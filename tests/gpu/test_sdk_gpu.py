@@ -5,28 +5,13 @@ Run on the device machine: ``pytest -m gpu tests/gpu/test_sdk_gpu.py``.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from diffwatch.sdk import GenerationLogger, watch
+from tests.helpers import ListSink
 
 pytestmark = [pytest.mark.gpu]
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[dict] = []
-
-    def write(self, line: bytes) -> None:
-        self.records.append(json.loads(line))
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
 
 
 def test_cuda_records_hold_event_timing_peak_memory_and_the_gpu() -> None:

@@ -24,7 +24,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.alerts_seed import add_requests, base_time
-from tests.helpers import cli_env, diffwatch_cmd
+from tests.helpers import cli_env, diffwatch_cmd, stop_process
 from tests.http_sink import HttpSink
 
 DASH = "https://dash.example"
@@ -111,12 +111,7 @@ def alertmanager(tmp_path: Path, receiver: HttpSink) -> Iterator[str]:
         _until("alertmanager to be ready", ready)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _worker(db_url: str) -> None:

@@ -23,7 +23,7 @@ from diffwatch.db.queries.dashboard import errors_by_kind, kpis, latency
 from diffwatch.db.queries.dashboard_cost import fleet_cost, set_gpu_price
 from diffwatch.model.filters import Filters
 from tests.corpus.log_lines import good_record
-from tests.helpers import REPO, cli_env, diffwatch_cmd
+from tests.helpers import REPO, cli_env, diffwatch_cmd, stop_process
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -132,15 +132,6 @@ def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -> str:
             time.sleep(0.2)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture
 def exporter(db_url: str, conninfo: str, tmp_path: Path) -> Iterator[tuple[int, datetime]]:
     """``diffwatch export prometheus`` on a free loopback port, over seeded rollups."""
@@ -167,7 +158,7 @@ def exporter(db_url: str, conninfo: str, tmp_path: Path) -> Iterator[tuple[int, 
         wait_http(f"http://127.0.0.1:{port}/metrics", proc)
         yield port, t0
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture
@@ -201,7 +192,7 @@ def prometheus(exporter: tuple[int, datetime], tmp_path: Path) -> Iterator[str]:
             time.sleep(0.3)
         yield base
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 def query(base: str, promql: str) -> list[dict]:
@@ -308,6 +299,6 @@ def test_the_worker_serves_the_same_endpoint_when_asked(db_url: str, tmp_path: P
     try:
         text = wait_http(f"http://127.0.0.1:{port}/metrics", proc)
     finally:
-        stop(proc)
+        stop_process(proc)
     assert "diffwatch_exporter_up 1.0" in text
     assert 'diffwatch_alerts_firing{severity="critical"} 0.0' in text

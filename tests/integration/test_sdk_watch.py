@@ -17,23 +17,10 @@ from typer.testing import CliRunner
 from diffwatch.cli import build
 from diffwatch.model.log_record import FIELDS
 from diffwatch.sdk import DirectorySink, GenerationLogger, HttpSink, ImageStore, watch
+from tests.helpers import ListSink
 
 torch = pytest.importorskip("torch")
 SMALL = {"num_inference_steps": 2, "height": 64, "width": 64}
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[dict] = []
-
-    def write(self, line: bytes) -> None:
-        self.records.append(json.loads(line))
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,9 @@ from diffwatch.collectors.logs.parse import Rejected, parse_line
 from diffwatch.drift.samplers import resolve
 from diffwatch.sdk import GenerationLogger, InvalidRecord, sampler_name
 from diffwatch.sdk.record import build_record, encode_line
+from tests.helpers import ListSink
 
 BASE = {"model": "sd15", "model_version": "v1", "prompt": "a cat", "status": "ok"}
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.lines: list[bytes] = []
-
-    def write(self, line: bytes) -> None:
-        self.lines.append(line)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
 
 
 def test_a_built_record_gets_an_id_and_a_timestamp_and_parses_in_the_collector() -> None:
