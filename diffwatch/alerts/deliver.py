@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import psycopg
 
 from diffwatch.alerts.email import build_message
-from diffwatch.alerts.signing import WebhookConfigError, WebhookSettings
+from diffwatch.alerts.signing import WebhookSettings
 from diffwatch.alerts.smtp import (
     DeliveryError,
     PermanentError,
@@ -66,9 +66,9 @@ class Backoff:
     def delay_after(self, attempts: int, retry_after_s: float | None = None) -> float:
         """``next_delay``, or longer when the server asked for it (an HTTP ``Retry-After``),
         never beyond ``max_s``."""
-        delay = self.next_delay(attempts)
+        delay = self.next_delay(attempts)  # already at most max_s
         if retry_after_s is not None:
-            delay = min(max(delay, retry_after_s), max(self.max_s, delay))
+            delay = min(max(delay, retry_after_s), self.max_s)
         return float(delay)
 
     def give_up(self, attempts: int, age_s: float) -> str | None:
@@ -166,7 +166,6 @@ def deliver_due(
     backoff: Backoff = Backoff(),
     sender_factory: SenderFactory = SmtpSender,
     after_send: Callable[[int], None] | None = None,
-    http_timeout_s: float | None = None,
     webhook: WebhookSettings | None = None,
 ) -> DeliveryReport:
     """Send every delivery due at ``now`` (at most ``limit``), leasing each for ``lease_s`` s.
@@ -175,12 +174,10 @@ def deliver_due(
     reopened if Postgres drops it) or an open connection, which is committed per step.
     ``after_send(delivery_id)`` runs after the server accepted and before the mark: a test
     hook to simulate a crash there. ``webhook``: the HTTP channels' settings (signing of
-    ``webhook:`` targets, timeout; default: from ``DIFFWATCH_WEBHOOK_*``). ``http_timeout_s``:
-    connect and reply timeout of each channel POST, seconds (default: ``webhook.timeout_s``).
+    ``webhook:`` targets, the POST timeout; default: from ``DIFFWATCH_WEBHOOK_*``).
     """
     now = _aware(now)
-    webhook = webhook if webhook is not None else WebhookSettings()
-    channels = _Channels(webhook, http_timeout_s or webhook.timeout_s)
+    channels = _Channels(webhook if webhook is not None else WebhookSettings())
     db = _Db(conninfo_or_conn)
     try:
         claimed = alert_outbox.claim_due(db.conn, now, lease_s, limit)
@@ -286,26 +283,16 @@ def _channel_request(c: Claimed) -> tuple[str, Any]:
     return target_url(c.recipient), webhook.webhook_payload(c.idempotency_key, c.facts)
 
 
+@dataclass(frozen=True, slots=True)
 class _Channels:
-    """What channel deliveries of one pass share: the HTTP timeout and the webhook signing
-    key, read once, at the first ``webhook:`` target (its failure is every webhook's)."""
+    """What the channel deliveries of one pass share: the HTTP channels' settings."""
 
-    def __init__(self, webhook: WebhookSettings, timeout_s: float) -> None:
-        self.webhook, self.timeout_s = webhook, timeout_s
-        self._key: bytes | WebhookConfigError | None = _UNREAD
+    webhook: WebhookSettings
 
-    def signing_key(self) -> bytes | None:
-        if self._key is _UNREAD:
-            try:
-                self._key = self.webhook.key()
-            except WebhookConfigError as exc:
-                self._key = exc
-        if isinstance(self._key, WebhookConfigError):
-            raise self._key
-        return self._key  # type: ignore[return-value]
-
-
-_UNREAD: Any = object()
+    def signing_key(self, recipient: str) -> bytes | None:
+        """The key to sign a delivery to ``recipient`` with (``webhook:`` targets only),
+        read now; WebhookConfigError (transient) while the configured secret is unusable."""
+        return self.webhook.key() if target_kind(recipient) == "webhook" else None
 
 
 def _send_channel(
@@ -322,10 +309,9 @@ def _send_channel(
     shown = redact_target(c.recipient)
     try:
         url, body = _channel_request(c)
-        key = channels.signing_key() if target_kind(c.recipient) == "webhook" else None
         post_json(
-            url, body, target=c.recipient, key=c.idempotency_key, timeout_s=channels.timeout_s,
-            signing_key=key,
+            url, body, target=c.recipient, key=c.idempotency_key,
+            timeout_s=channels.webhook.timeout_s, signing_key=channels.signing_key(c.recipient),
         )  # fmt: skip
     except PermanentError as exc:
         line = str(exc)

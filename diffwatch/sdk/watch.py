@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from diffwatch.sdk.background import Background
@@ -186,9 +187,16 @@ class Watched:
             else:
                 base["inference_ms"] = round(total_ms, 3)
             images = getattr(out, "images", None) if out is not None else None
-            job = _Job(self, base, prompts, per_prompt, seeds, n, error, dw_request_id, images)
-            if self.logger.images is not None and self._background is not None and error is None:
-                job.images = _snapshot(images)  # the caller may change its images afterwards
+            later = self.logger.images is not None and self._background is not None
+            later = later and error is None
+            job = _Job(
+                self, base, prompts, per_prompt, seeds, n, error,
+                dw_request_id or new_request_id(), now_iso(),
+                # stored later: a copy, as the caller may change its images meanwhile
+                _snapshot(images) if later else images,
+            )  # fmt: skip
+            if later:
+                assert self._background is not None
                 self._background.submit(job)
             else:
                 job()
@@ -246,26 +254,21 @@ def _snapshot(images: Any) -> Any:
     return [im.copy() if hasattr(im, "copy") and hasattr(im, "save") else im for im in images]
 
 
+@dataclass(frozen=True, slots=True)
 class _Job:
     """The records of one call: built, their images stored, and written (on the caller's
     thread or the background one)."""
 
-    def __init__(
-        self,
-        watched: Watched,
-        base: dict[str, Any],
-        prompts: list[Any],
-        per_prompt: int,
-        seeds: list[int | None],
-        n: int,
-        error: BaseException | None,
-        request_id: str | None,
-        images: Any,
-    ) -> None:
-        self.watched, self.base, self.prompts, self.per_prompt = watched, base, prompts, per_prompt
-        self.seeds, self.n, self.error, self.images = seeds, n, error, images
-        self.request_id = request_id or new_request_id()
-        self.ts = now_iso()
+    watched: Watched
+    base: dict[str, Any]
+    prompts: list[Any]
+    per_prompt: int
+    seeds: list[int | None]
+    n: int
+    error: BaseException | None
+    request_id: str
+    ts: str
+    images: Any
 
     def __call__(self) -> None:
         try:
@@ -274,17 +277,14 @@ class _Job:
             self.watched._failed()
 
     def _log_all(self) -> None:
-        base, n, error, images = dict(self.base), self.n, self.error, self.images
+        n, error, images, rid = self.n, self.error, self.images, self.request_id
         logger = self.watched.logger
-        rid = self.request_id
-        negs = base.pop("negative_prompt", None)
         for i in range(n):
-            rec = dict(base)
+            rec = dict(self.base)
             rec["request_id"] = rid if n == 1 else f"{rid}-{i}"
             rec["timestamp"] = self.ts
             p = self.prompts[min(i // self.per_prompt, len(self.prompts) - 1)]
             rec["prompt"] = p if isinstance(p, str) else ""
-            rec["negative_prompt"] = negs
             rec["seed"] = self.seeds[i] if i < len(self.seeds) else None
             if n > 1:
                 rec["batch_request_id"] = rid

@@ -156,7 +156,9 @@ def test_unreachable_or_slow_endpoints_are_retried_and_do_not_block_email(
     refused = "webhook:http://127.0.0.1:9/nobody"
     slow = f"webhook:{sink.url}/slow"
     queue(sql, conninfo, [refused, "ops@example.com", slow])
-    r = deliver_due(conninfo, smtp_settings, T0, backoff=BACKOFF, http_timeout_s=0.3)
+    r = deliver_due(
+        conninfo, smtp_settings, T0, backoff=BACKOFF, webhook=WebhookSettings(timeout_s=0.3)
+    )
     assert (r.sent, r.retry, r.failed) == (1, 2, 0)
     assert "cannot connect" in row(sql, refused)[3]
     assert "no reply within 0.3 s" in row(sql, slow)[3] or "timed out" in row(sql, slow)[3]
